@@ -1,0 +1,66 @@
+// LlamaModel: the forward pass of Llama, Mistral and Qwen2 (they differ only in config: GQA, head_dim, q/k/v
+// bias, RoPE scaling). Prefill runs a prompt chunk by chunk with exact attention; decode runs one token for
+// each sequence of a batch. Attention state lives in the KvCache the caller passes in.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "core/buffer.h"
+#include "kv/kv_cache.h"
+#include "loader/model_loader.h"
+
+namespace skv {
+
+struct ModelOptions {
+  int64_t prefill_chunk_tokens = 512;  // tokens per prefill chunk: bounds activation memory for long prompts
+};
+
+// Called after each prefill chunk with (tokens done, tokens total).
+using ProgressFn = std::function<void(int64_t done, int64_t total)>;
+
+class LlamaModel {
+ public:
+  explicit LlamaModel(std::shared_ptr<const LoadedModel> model, ModelOptions options = {});
+  ~LlamaModel();
+  LlamaModel(const LlamaModel&) = delete;
+  LlamaModel& operator=(const LlamaModel&) = delete;
+
+  const ModelConfig& config() const { return model_->config; }
+
+  // Runs the prompt tokens of `seq` (already added to `cache`, currently holding `cache.length(seq)` tokens,
+  // normally 0) through every layer and finishes its prefill. Writes the logits of the last token to
+  // last_logits [vocab_size].
+  void prefill(KvCache& cache, SeqId seq, std::span<const int32_t> tokens, std::span<float> last_logits,
+               const ProgressFn& progress = {});
+
+  // One decode step: tokens[b] is the newest token of batch.seqs[b], at batch.positions[b].
+  // Writes logits [n_seqs, vocab_size].
+  void decode(KvCache& cache, const DecodeBatch& batch, std::span<const int32_t> tokens, std::span<float> logits);
+
+  // Logits of every position of a prompt with exact attention: [n_tokens * vocab_size]. For tests and tools.
+  std::vector<float> prompt_logits(std::span<const int32_t> tokens);
+
+  // Bytes of weights one decode step reads (every matrix once, the embedding row aside).
+  int64_t weight_bytes_per_token() const;
+
+ private:
+  struct Workspace;
+  // Runs n tokens through the layers. For prefill, `seq`/`q_start` name the sequence; for decode, `batch`.
+  void forward(KvCache& cache, std::span<const int32_t> tokens, std::span<const int64_t> positions, SeqId seq,
+               const DecodeBatch* batch, int64_t q_start);
+  void compute_logits(int64_t first_row, int64_t n_rows, float* out);
+  void ensure_workspace(int64_t n_tokens);
+
+  std::shared_ptr<const LoadedModel> model_;
+  ModelOptions options_;
+  ModelWeights weights_;                // f32 views used for compute (converted copies or the mmap itself)
+  std::vector<HostBuffer> converted_;   // owns f32 copies of f16/bf16 matrices
+  std::vector<float> inv_freq_;         // [head_dim / 2]
+  double position_scale_ = 1.0;
+  std::unique_ptr<Workspace> ws_;
+};
+
+}  // namespace skv

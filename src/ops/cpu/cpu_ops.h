@@ -1,0 +1,34 @@
+// The CPU implementations of every op: the reference the CUDA twins are tested against, and the CPU backend.
+// Arguments were validated by the dispatching function in ops.cpp.
+#pragma once
+
+#include "ops/ops.h"
+
+namespace skv::cpu {
+
+void embedding(const EmbeddingArgs& args);
+void rms_norm(const RmsNormArgs& args);
+void linear(const LinearArgs& args);
+void rope(const RopeArgs& args);
+void swiglu(const SwigluArgs& args);
+void add(const AddArgs& args);
+void attention_prefill(const AttentionPrefillArgs& args);
+void attention_decode(const AttentionDecodeArgs& args);
+
+// Reads element i of a f32/f16/bf16 vector as float.
+float load_as_f32(const TensorView& t, int64_t i);
+
+}  // namespace skv::cpu
+
+// The ShadowKV ops (ops/shadow_ops.h).
+namespace skv {
+struct LowrankFactorizeArgs;
+struct LandmarkMeansArgs;
+struct OutlierChunksArgs;
+struct LandmarkScoresArgs;
+struct TopkChunksArgs;
+struct SelectReuseArgs;
+struct GatherChunksArgs;
+struct RebuildKeysArgs;
+struct AttendSparseArgs;
+}  // namespace skv

@@ -1,0 +1,171 @@
+// shadowkv generate: stream a completion of a prompt to stdout, timings to stderr (or one JSON object).
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_common.h"
+#include "engine/engine.h"
+#include "engine/stop_strings.h"
+#include "kv/full_kv_cache.h"
+#include "loader/model_loader.h"
+#include "model/llama_model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace skv::cli {
+namespace {
+
+struct GenerateFlags {
+  std::string model;
+  std::string prompt;
+  std::string prompt_file;
+  int64_t max_tokens = -1;  // -1: up to 256, within the context limit
+  float temperature = 0.0f;
+  int64_t top_k = 0;
+  float top_p = 1.0f;
+  uint64_t seed = 0;
+  int64_t context_limit = 0;  // 0: the model's max_position_embeddings
+  std::vector<std::string> stop;
+  bool json = false;
+};
+
+constexpr int64_t kDefaultMaxTokens = 256;
+constexpr int64_t kMaxContextLimit = int64_t{1} << 24;  // 16M tokens: beyond this a value is a typo
+
+void run_generate(const GenerateFlags& f) {
+  const auto dir = resolve_model_dir(f.model);
+  // Validate every flag before loading anything.
+  SamplingParams sampling{f.temperature, f.top_k, f.top_p, f.seed};
+  validate_sampling_params(sampling);
+  if (f.max_tokens == 0 || f.max_tokens < -1)
+    throw Error(ErrorCode::kInvalidArgument, "--max-tokens must be at least 1, got " + std::to_string(f.max_tokens));
+  if (f.context_limit < 0 || f.context_limit > kMaxContextLimit)
+    throw Error(ErrorCode::kInvalidArgument, "--context-limit must be in [1, " + std::to_string(kMaxContextLimit) +
+                                                 "], got " + std::to_string(f.context_limit));
+  const std::string prompt = f.prompt_file.empty() ? f.prompt : read_text_file(f.prompt_file);
+
+  const Tokenizer tokenizer = Tokenizer::load(dir / "tokenizer.json");
+  auto loaded = std::make_shared<const LoadedModel>(load_model(dir));
+  const ModelConfig& c = loaded->config;
+
+  std::vector<int32_t> prompt_tokens = tokenizer.encode(prompt, true);
+  if (prompt_tokens.empty()) {
+    // An empty prompt means BOS alone.
+    const auto bos = tokenizer.bos_id();
+    if (!bos) throw Error(ErrorCode::kInvalidArgument, "the prompt is empty and the tokenizer has no BOS token");
+    prompt_tokens.push_back(*bos);
+  }
+  const int64_t n_prompt = static_cast<int64_t>(prompt_tokens.size());
+  int64_t limit = c.max_position_embeddings;
+  if (f.context_limit > 0) {
+    if (f.context_limit > c.max_position_embeddings)
+      std::fprintf(stderr,
+                   "warning: --context-limit %lld exceeds the model's trained context of %lld tokens; RoPE will "
+                   "extrapolate and quality may drop\n",
+                   static_cast<long long>(f.context_limit), static_cast<long long>(c.max_position_embeddings));
+    limit = f.context_limit;
+  }
+  if (n_prompt >= limit)
+    throw Error(ErrorCode::kResource, "the prompt has " + std::to_string(n_prompt) +
+                                          " tokens, which leaves no room under the context limit of " +
+                                          std::to_string(limit) + " tokens (raise it with --context-limit)");
+  int64_t max_tokens = f.max_tokens;
+  if (max_tokens == -1) {
+    max_tokens = std::min(kDefaultMaxTokens, limit - n_prompt);
+  } else if (max_tokens > limit - n_prompt) {  // not n_prompt + max_tokens: that can overflow
+    throw Error(ErrorCode::kResource, "the prompt (" + std::to_string(n_prompt) + " tokens) plus --max-tokens " +
+                                          std::to_string(max_tokens) + " exceeds the context limit of " +
+                                          std::to_string(limit) + " tokens (lower --max-tokens or raise --context-limit)");
+  }
+
+  LlamaModel model(loaded);
+  FullKvCache cache(c.n_layers, c.n_kv_heads, c.head_dim);
+  Engine engine(model, cache);
+  GenerationRequest request;
+  request.prompt = prompt_tokens;
+  request.max_new_tokens = max_tokens;
+  request.sampling = sampling;
+  request.stop_token_ids = tokenizer.eos_ids();
+  for (int32_t id : c.eos_token_ids)
+    if (std::find(request.stop_token_ids.begin(), request.stop_token_ids.end(), id) == request.stop_token_ids.end())
+      request.stop_token_ids.push_back(id);
+  ProgressBar bar("prefill");
+  const SeqId seq = engine.submit(request, [&bar](int64_t done, int64_t total) { bar.update(done, total); });
+
+  StreamingDecoder decoder(tokenizer, /*skip_special_tokens=*/true);
+  StopStringMatcher stops(f.stop);
+  std::vector<int32_t> generated;
+  std::string text;
+  std::string finish = "length";
+  auto out = [&](const std::string& piece) {
+    if (piece.empty()) return;
+    text += piece;
+    if (!f.json) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }
+  };
+  while (engine.has_work()) {
+    for (const TokenEvent& ev : engine.step()) {
+      bar.finish();
+      generated.push_back(ev.token);
+      const bool is_stop_token = ev.finish == FinishReason::kStopToken;
+      if (!is_stop_token) out(stops.push(decoder.push(ev.token)));
+      if (stops.stopped()) {
+        finish = "stop";
+        engine.cancel(seq);
+      } else if (ev.finish != FinishReason::kNone) {
+        finish = finish_reason_name(ev.finish);
+      }
+    }
+  }
+  if (!stops.stopped()) out(stops.push(decoder.finish()) + stops.finish());
+
+  const EngineStats& st = engine.stats();
+  const double prefill_tps = st.prefill_seconds > 0 ? static_cast<double>(st.prefill_tokens) / st.prefill_seconds : 0.0;
+  const double decode_tps = st.decode_seconds > 0 ? static_cast<double>(st.decode_tokens) / st.decode_seconds : 0.0;
+  if (f.json) {
+    nlohmann::json j;
+    j["prompt_tokens"] = prompt_tokens;
+    j["tokens"] = generated;
+    j["text"] = text;
+    j["finish_reason"] = finish;
+    j["prefill_tokens_per_s"] = prefill_tps;
+    j["decode_tokens_per_s"] = decode_tps;
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  } else {
+    std::printf("\n");
+    std::fprintf(stderr, "prefill: %lld tokens, %.1f tokens/s | decode: %lld tokens, %.1f tokens/s | finish: %s\n",
+                 static_cast<long long>(st.prefill_tokens), prefill_tps, static_cast<long long>(generated.size()),
+                 decode_tps, finish.c_str());
+  }
+}
+
+}  // namespace
+
+void add_generate_command(CLI::App& app) {
+  auto f = std::make_shared<GenerateFlags>();
+  CLI::App* cmd = app.add_subcommand("generate", "Generate a completion of a prompt (streams text to stdout)");
+  cmd->add_option("--model", f->model, "Model directory (config.json, *.safetensors, tokenizer.json); default: "
+                                        "$SHADOWKV_MODEL or the bundled stories15M");
+  auto* prompt = cmd->add_option("--prompt", f->prompt, "Prompt text (empty: BOS alone)");
+  auto* prompt_file = cmd->add_option("--prompt-file", f->prompt_file, "Read the prompt from this file");
+  prompt->excludes(prompt_file);
+  prompt_file->excludes(prompt);
+  cmd->add_option("--max-tokens", f->max_tokens,
+                  "Tokens to generate at most (default: 256, or what fits under the context limit)");
+  cmd->add_option("--temperature", f->temperature, "Sampling temperature; 0 = greedy (default 0)");
+  cmd->add_option("--top-k", f->top_k, "Sample among the k most likely tokens; 0 = all (default 0)");
+  cmd->add_option("--top-p", f->top_p, "Nucleus sampling mass in (0, 1] (default 1)");
+  cmd->add_option("--seed", f->seed, "Random seed for sampling (default 0)");
+  cmd->add_option("--context-limit", f->context_limit,
+                  "Maximum prompt + generated tokens (default: the model's max_position_embeddings; raising it "
+                  "makes RoPE extrapolate)");
+  cmd->add_option("--stop", f->stop, "Stop when this text is generated (repeatable); it is not printed");
+  cmd->add_flag("--json", f->json, "Print one JSON object with prompt_tokens, tokens, text and speeds");
+  cmd->callback([f] { run_generate(*f); });
+}
+
+}  // namespace skv::cli
