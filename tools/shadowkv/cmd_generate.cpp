@@ -137,6 +137,7 @@ void run_generate(const GenerateFlags& f) {
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");
+    std::fflush(stdout);  // the text ends before the timings line when both go to one terminal
     std::fprintf(stderr, "prefill: %lld tokens, %.1f tokens/s | decode: %lld tokens, %.1f tokens/s | finish: %s\n",
                  static_cast<long long>(st.prefill_tokens), prefill_tps, static_cast<long long>(generated.size()),
                  decode_tps, finish.c_str());
