@@ -6,8 +6,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-packages=(g++ cmake ninja-build pkg-config libopenblas-dev nlohmann-json3-dev libcli11-dev libgtest-dev
-          libbenchmark-dev liblapacke-dev python3-numpy)
+packages=(g++ cmake ninja-build pkg-config libopenblas-dev libopenblas-openmp-dev nlohmann-json3-dev libcli11-dev libgtest-dev
+          libbenchmark-dev liblapacke-dev python3-numpy bible-kjv-text bible-kjv jargon-text)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,9 +2,13 @@
 // model files (shapes) and from later user-facing layers, so a mismatch must never corrupt memory.
 #include "ops/ops.h"
 
+#include <cmath>
 #include <string>
 
 #include "ops/cpu/cpu_ops.h"
+#ifdef SKV_WITH_CUDA
+#include "ops/cuda/cuda_ops.h"
+#endif
 
 namespace skv {
 namespace {
@@ -13,52 +17,97 @@ void require(bool ok, const char* op, const std::string& what) {
   if (!ok) throw Error(ErrorCode::kInvalidArgument, std::string(op) + ": " + what);
 }
 
-void require_cpu(const char* op, std::initializer_list<const TensorView*> tensors) {
+// The device of the call: every non-empty tensor must be on it and contiguous.
+DeviceId common_device(const char* op, std::initializer_list<const TensorView*> tensors) {
+  DeviceId device{};
+  bool first = true;
   for (const TensorView* t : tensors) {
     if (t->empty()) continue;
-    if (t->device.kind != DeviceKind::kCpu)
-      throw Error(ErrorCode::kUnsupported, std::string(op) + ": CUDA tensors need the CUDA backend (not built yet)");
     require(t->is_contiguous(), op, "expects contiguous tensors, got " + t->describe());
+    if (first) {
+      device = t->device;
+      first = false;
+    } else {
+      require(t->device == device, op, "tensors are on different devices");
+    }
   }
+  return device;
 }
+
+bool on_cuda(DeviceId d) { return d.kind == DeviceKind::kCuda; }
 
 void require_f32(const char* op, const char* name, const TensorView& t, int rank) {
   require(t.dtype == DType::kF32 && t.shape.rank == rank, op,
           std::string(name) + " must be a rank-" + std::to_string(rank) + " f32 tensor, got " + t.describe());
 }
 
+void require_dtype(const char* op, const char* name, const TensorView& t, DType dtype, int rank) {
+  require(t.dtype == dtype && t.shape.rank == rank, op,
+          std::string(name) + " must be a rank-" + std::to_string(rank) + " " + dtype_name(dtype) + " tensor, got " +
+              t.describe());
+}
+
 bool is_float(DType d) { return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16; }
+
+[[maybe_unused]] [[noreturn]] void no_cuda(const char* op) {
+  throw Error(ErrorCode::kUnsupported, std::string(op) + ": built without CUDA; reconfigure with -DSKV_CUDA=ON");
+}
 
 }  // namespace
 
+// cuda::op in a CUDA build, else the "built without CUDA" error; cpu::op for CPU tensors.
+#ifdef SKV_WITH_CUDA
+#define SKV_DISPATCH(op, device, args) \
+  do {                                  \
+    if (on_cuda(device))                \
+      cuda::op(args);                   \
+    else                                \
+      cpu::op(args);                    \
+  } while (0)
+#else
+#define SKV_DISPATCH(op, device, args) \
+  do {                                  \
+    if (on_cuda(device))                \
+      no_cuda(#op);                     \
+    else                                \
+      cpu::op(args);                    \
+  } while (0)
+#endif
+
 void embedding(const EmbeddingArgs& a) {
-  require_cpu("embedding", {&a.ids, &a.table, &a.out});
+  const DeviceId dev = common_device("embedding", {&a.ids, &a.table, &a.out});
   require(a.ids.dtype == DType::kI32 && a.ids.shape.rank == 1, "embedding", "ids must be [n_tokens] i32");
   require(is_float(a.table.dtype) && a.table.shape.rank == 2, "embedding", "table must be [vocab, dim] float");
   require_f32("embedding", "out", a.out, 2);
   require(a.out.dim(0) == a.ids.dim(0) && a.out.dim(1) == a.table.dim(1), "embedding",
           "out " + a.out.describe() + " does not match ids and table");
-  const auto* ids = a.ids.ptr<const int32_t>();
-  for (int64_t i = 0; i < a.ids.dim(0); ++i)
-    require(ids[i] >= 0 && ids[i] < a.table.dim(0), "embedding",
-            "token id " + std::to_string(ids[i]) + " is outside the vocabulary [0, " + std::to_string(a.table.dim(0)) + ")");
-  cpu::embedding(a);
+  if (!on_cuda(dev)) {  // on CUDA the ids are device data: the kernel writes a NaN row for an id out of range
+    const auto* ids = a.ids.ptr<const int32_t>();
+    for (int64_t i = 0; i < a.ids.dim(0); ++i)
+      require(ids[i] >= 0 && ids[i] < a.table.dim(0), "embedding",
+              "token id " + std::to_string(ids[i]) + " is outside the vocabulary [0, " + std::to_string(a.table.dim(0)) + ")");
+  }
+  SKV_DISPATCH(embedding, dev, a);
 }
 
 void rms_norm(const RmsNormArgs& a) {
-  require_cpu("rms_norm", {&a.x, &a.w, &a.out});
+  const DeviceId dev = common_device("rms_norm", {&a.x, &a.w, &a.out});
   require_f32("rms_norm", "x", a.x, 2);
   require_f32("rms_norm", "out", a.out, 2);
   require(a.out.shape == a.x.shape, "rms_norm", "out shape differs from x");
   require(is_float(a.w.dtype) && a.w.shape.rank == 1 && a.w.dim(0) == a.x.dim(1), "rms_norm",
           "w must be [" + std::to_string(a.x.dim(1)) + "], got " + a.w.describe());
-  cpu::rms_norm(a);
+  SKV_DISPATCH(rms_norm, dev, a);
 }
 
 void linear(const LinearArgs& a) {
-  require_cpu("linear", {&a.x, &a.w, &a.bias, &a.out});
+  const DeviceId dev = common_device("linear", {&a.x, &a.w, &a.bias, &a.out});
   require_f32("linear", "x", a.x, 2);
-  require_f32("linear", "w", a.w, 2);
+  if (on_cuda(dev))
+    require((a.w.dtype == DType::kBF16 || a.w.dtype == DType::kF32) && a.w.shape.rank == 2, "linear",
+            "w must be a rank-2 bf16 or f32 tensor, got " + a.w.describe());
+  else
+    require_f32("linear", "w", a.w, 2);
   require_f32("linear", "out", a.out, 2);
   require(a.w.dim(1) == a.x.dim(1), "linear", "w " + a.w.describe() + " does not take x " + a.x.describe());
   require(a.out.dim(0) == a.x.dim(0) && a.out.dim(1) == a.w.dim(0), "linear", "out " + a.out.describe() + " mismatch");
@@ -66,38 +115,49 @@ void linear(const LinearArgs& a) {
     require_f32("linear", "bias", a.bias, 1);
     require(a.bias.dim(0) == a.w.dim(0), "linear", "bias " + a.bias.describe() + " mismatch");
   }
-  cpu::linear(a);
+  SKV_DISPATCH(linear, dev, a);
 }
 
 void rope(const RopeArgs& a) {
-  require_cpu("rope", {&a.x, &a.positions, &a.inv_freq});
+  const DeviceId dev = common_device("rope", {&a.x, &a.positions, &a.inv_freq});
   require_f32("rope", "x", a.x, 3);
   require(a.x.dim(2) % 2 == 0, "rope", "head_dim must be even, got " + std::to_string(a.x.dim(2)));
   require(a.positions.dtype == DType::kI64 && a.positions.shape.rank == 1 && a.positions.dim(0) == a.x.dim(0),
           "rope", "positions must be [n_tokens] i64");
   require_f32("rope", "inv_freq", a.inv_freq, 1);
   require(a.inv_freq.dim(0) == a.x.dim(2) / 2, "rope", "inv_freq must be [head_dim / 2]");
-  cpu::rope(a);
+  SKV_DISPATCH(rope, dev, a);
 }
 
 void swiglu(const SwigluArgs& a) {
-  require_cpu("swiglu", {&a.gate, &a.up, &a.out});
+  const DeviceId dev = common_device("swiglu", {&a.gate, &a.up, &a.out});
   require_f32("swiglu", "gate", a.gate, 2);
+  require(a.up.dtype == DType::kF32 && a.out.dtype == DType::kF32, "swiglu", "f32 only");
   require(a.up.shape == a.gate.shape && a.out.shape == a.gate.shape, "swiglu", "gate, up and out differ in shape");
-  cpu::swiglu(a);
+  SKV_DISPATCH(swiglu, dev, a);
 }
 
 void add(const AddArgs& a) {
-  require_cpu("add", {&a.a, &a.b, &a.out});
+  const DeviceId dev = common_device("add", {&a.a, &a.b, &a.out});
   require(a.a.dtype == DType::kF32 && a.b.dtype == DType::kF32 && a.out.dtype == DType::kF32, "add", "f32 only");
   require(a.a.shape == a.b.shape && a.out.shape == a.a.shape, "add", "shapes differ");
-  cpu::add(a);
+  SKV_DISPATCH(add, dev, a);
 }
 
 void attention_prefill(const AttentionPrefillArgs& a) {
-  require_cpu("attention_prefill", {&a.q, &a.k, &a.v, &a.out});
-  for (auto [name, t] : {std::pair{"q", &a.q}, {"k", &a.k}, {"v", &a.v}, {"out", &a.out}})
-    require_f32("attention_prefill", name, *t, 3);
+  const DeviceId dev = common_device("attention_prefill", {&a.q, &a.k, &a.v, &a.out});
+  if (on_cuda(dev)) {
+    require((a.q.dtype == DType::kF32 || a.q.dtype == DType::kBF16) && a.q.shape.rank == 3, "attention_prefill",
+            "q must be a rank-3 f32 or bf16 tensor on CUDA, got " + a.q.describe());
+    require_dtype("attention_prefill", "k", a.k, DType::kBF16, 3);
+    require_dtype("attention_prefill", "v", a.v, DType::kBF16, 3);
+    require_f32("attention_prefill", "out", a.out, 3);
+    require(a.q.dim(2) == 64 || a.q.dim(2) == 128, "attention_prefill",
+            "the CUDA kernel takes head_dim 64 or 128, got " + std::to_string(a.q.dim(2)));
+  } else {
+    for (auto [name, t] : {std::pair{"q", &a.q}, {"k", &a.k}, {"v", &a.v}, {"out", &a.out}})
+      require_f32("attention_prefill", name, *t, 3);
+  }
   require(a.k.shape == a.v.shape, "attention_prefill", "k and v differ in shape");
   require(a.out.shape == a.q.shape, "attention_prefill", "out differs from q in shape");
   require(a.q.dim(2) == a.k.dim(2), "attention_prefill", "q and k head_dim differ");
@@ -105,20 +165,108 @@ void attention_prefill(const AttentionPrefillArgs& a) {
           "n_q_heads must be a multiple of n_kv_heads");
   require(a.q_start >= 0 && a.q_start + a.q.dim(0) == a.k.dim(0), "attention_prefill",
           "kv_len must equal q_start + n_q_tokens");
-  cpu::attention_prefill(a);
+  SKV_DISPATCH(attention_prefill, dev, a);
 }
 
 void attention_decode(const AttentionDecodeArgs& a) {
-  require_cpu("attention_decode", {&a.q, &a.k, &a.v, &a.out});
+  const DeviceId dev = common_device("attention_decode", {&a.q, &a.k, &a.v, &a.out});
   require_f32("attention_decode", "q", a.q, 2);
   require_f32("attention_decode", "out", a.out, 2);
-  require_f32("attention_decode", "k", a.k, 3);
+  const DType kv_dtype = on_cuda(dev) ? DType::kBF16 : DType::kF32;
+  require_dtype("attention_decode", "k", a.k, kv_dtype, 3);
+  require_dtype("attention_decode", "v", a.v, kv_dtype, 3);
+  if (on_cuda(dev))
+    require(a.q.dim(1) == 64 || a.q.dim(1) == 128, "attention_decode",
+            "the CUDA kernel takes head_dim 64 or 128, got " + std::to_string(a.q.dim(1)));
   require(a.k.shape == a.v.shape && a.k.dim(0) > 0, "attention_decode", "k and v must be equal, non-empty");
   require(a.out.shape == a.q.shape, "attention_decode", "out differs from q in shape");
   require(a.q.dim(1) == a.k.dim(2), "attention_decode", "q and k head_dim differ");
   require(a.k.dim(1) > 0 && a.q.dim(0) % a.k.dim(1) == 0, "attention_decode",
           "n_q_heads must be a multiple of n_kv_heads");
-  cpu::attention_decode(a);
+  SKV_DISPATCH(attention_decode, dev, a);
+}
+
+void attention_decode_batch(const AttentionDecodeBatchArgs& a) {
+  const char* op = "attention_decode_batch";
+  const DeviceId dev = common_device(op, {&a.q, &a.k_cache, &a.v_cache, &a.slots, &a.lengths, &a.out, &a.workspace});
+  require_f32(op, "q", a.q, 3);
+  require_f32(op, "out", a.out, 3);
+  require(a.out.shape == a.q.shape, op, "out differs from q in shape");
+  const DType kv_dtype = on_cuda(dev) ? DType::kBF16 : DType::kF32;
+  require_dtype(op, "k_cache", a.k_cache, kv_dtype, 4);
+  require_dtype(op, "v_cache", a.v_cache, kv_dtype, 4);
+  require(a.k_cache.shape == a.v_cache.shape, op, "k_cache and v_cache differ in shape");
+  const int64_t n_seqs = a.q.dim(0), n_q_heads = a.q.dim(1), head_dim = a.q.dim(2);
+  const int64_t n_slots = a.k_cache.dim(0), capacity = a.k_cache.dim(1), n_kv_heads = a.k_cache.dim(2);
+  require(a.k_cache.dim(3) == head_dim, op, "q and k_cache head_dim differ");
+  require(n_kv_heads > 0 && n_q_heads % n_kv_heads == 0, op, "n_q_heads must be a multiple of n_kv_heads");
+  require(n_slots > 0 && capacity > 0, op, "the cache is empty: " + a.k_cache.describe());
+  require_dtype(op, "slots", a.slots, DType::kI32, 1);
+  require_dtype(op, "lengths", a.lengths, DType::kI32, 1);
+  require(a.slots.dim(0) == n_seqs && a.lengths.dim(0) == n_seqs, op, "slots and lengths must be [n_seqs]");
+  require(a.max_length >= 0 && a.max_length <= capacity, op,
+          "max_length " + std::to_string(a.max_length) + " is outside [0, capacity " + std::to_string(capacity) + "]");
+  if (on_cuda(dev)) {
+    require(head_dim == 64 || head_dim == 128, op,
+            "the CUDA kernel takes head_dim 64 or 128, got " + std::to_string(head_dim));
+    if (!a.workspace.empty()) {
+      require_f32(op, "workspace", a.workspace, 1);
+      const int64_t need = attention_decode_batch_workspace_floats(
+          n_seqs, n_q_heads, n_kv_heads, head_dim, a.max_length > 0 ? a.max_length : capacity, dev.index);
+      require(a.workspace.dim(0) >= need, op,
+              "workspace needs " + std::to_string(need) + " f32 elements, got " + a.workspace.describe());
+    }
+  } else {
+    require(a.workspace.empty(), op, "workspace is for the CUDA kernels only");
+    const auto* slots = a.slots.ptr<const int32_t>();
+    const auto* lengths = a.lengths.ptr<const int32_t>();
+    const int64_t max_len = a.max_length > 0 ? a.max_length : capacity;
+    for (int64_t i = 0; i < n_seqs; ++i) {
+      require(slots[i] >= 0 && slots[i] < n_slots, op,
+              "slot " + std::to_string(slots[i]) + " of sequence " + std::to_string(i) + " is outside [0, " +
+                  std::to_string(n_slots) + ")");
+      require(lengths[i] >= 1 && lengths[i] <= max_len, op,
+              "length " + std::to_string(lengths[i]) + " of sequence " + std::to_string(i) + " is outside [1, " +
+                  std::to_string(max_len) + "]");
+    }
+  }
+  if (n_seqs == 0) return;
+  SKV_DISPATCH(attention_decode_batch, dev, a);
+}
+
+int64_t attention_decode_batch_workspace_floats(int64_t n_seqs, int64_t n_q_heads, int64_t n_kv_heads,
+                                                int64_t head_dim, int64_t max_length, int device) {
+#ifdef SKV_WITH_CUDA
+  return cuda::attention_decode_batch_workspace_floats(n_seqs, n_q_heads, n_kv_heads, head_dim, max_length, device);
+#else
+  (void)n_seqs, (void)n_q_heads, (void)n_kv_heads, (void)head_dim, (void)max_length, (void)device;
+  return 0;
+#endif
+}
+
+void sample_tokens(const SampleTokensArgs& a) {
+  const char* op = "sample_tokens";
+  require(a.logits.is_contiguous() && a.out.is_contiguous(), op, "expects contiguous tensors");
+  require_f32(op, "logits", a.logits, 2);
+  require_dtype(op, "out", a.out, DType::kI32, 1);
+  const int64_t n_seqs = a.logits.dim(0), vocab = a.logits.dim(1);
+  require(vocab > 0, op, "logits " + a.logits.describe() + " has no vocabulary");
+  require(a.out.dim(0) == n_seqs, op, "out must be [" + std::to_string(n_seqs) + "], got " + a.out.describe());
+  require(static_cast<int64_t>(a.params.size()) == n_seqs, op,
+          "params has " + std::to_string(a.params.size()) + " entries for " + std::to_string(n_seqs) + " rows");
+  require(a.out.device == a.logits.device || a.out.device.kind == DeviceKind::kCpu, op,
+          "out must be on the logits' device or on the CPU");
+  for (size_t i = 0; i < a.params.size(); ++i) {
+    const TokenSamplingParams& p = a.params[i];
+    const std::string row = " (row " + std::to_string(i) + ")";
+    require(p.temperature >= 0.0f && std::isfinite(p.temperature) && p.temperature <= 100.0f, op,
+            "temperature must be in [0, 100], got " + std::to_string(p.temperature) + row);
+    require(p.top_k >= 0, op, "top_k must be >= 0, got " + std::to_string(p.top_k) + row);
+    require(p.top_p > 0.0f && p.top_p <= 1.0f, op, "top_p must be in (0, 1], got " + std::to_string(p.top_p) + row);
+    require(p.uniform >= 0.0 && p.uniform < 1.0, op, "uniform must be in [0, 1), got " + std::to_string(p.uniform) + row);
+  }
+  if (n_seqs == 0) return;
+  SKV_DISPATCH(sample_tokens, a.logits.device, a);
 }
 
 }  // namespace skv

@@ -1,6 +1,10 @@
 // The op set of the model, one Args struct + one function per op. Each function validates its arguments
 // (naming the offending tensor), then dispatches on the device: cpu:: is the reference and the CPU backend;
-// CUDA twins of the same names land with the CUDA backend.
+// cuda:: (src/ops/cuda, built with -DSKV_CUDA=ON) are the CUDA twins. All tensors of one call live on one device
+// (exceptions are stated) and are contiguous. CUDA ops are asynchronous: they enqueue on the thread's current
+// stream of that device (backend/device.h) and return.
+//
+// Dtypes on CUDA: activations f32 as on the CPU; weights bf16 (f32 accepted); the KV cache bf16.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +33,8 @@ void rms_norm(const RmsNormArgs& args);
 // out = x * w^T (+ bias): the projections. w keeps the HF Linear layout [out_features, in_features].
 struct LinearArgs {
   TensorView x;     // [n_tokens, in_features] f32
-  TensorView w;     // [out_features, in_features] f32 (the CPU backend converts f16/bf16 weights once at load)
+  TensorView w;     // [out_features, in_features] f32 (the CPU backend converts f16/bf16 weights once at load);
+                    // CUDA: bf16 (tensor cores, x rounded to bf16, f32 accumulation) or f32
   TensorView bias;  // [out_features] f32 or empty
   TensorView out;   // [n_tokens, out_features] f32
 };
@@ -61,10 +66,12 @@ void add(const AddArgs& args);
 
 // Exact causal attention of a chunk of queries over keys [0, kv_len): query row i sits at position
 // q_start + i and sees keys 0..q_start+i. GQA: query head h reads kv head h / (n_q_heads / n_kv_heads).
+// CUDA: q f32 or bf16, k and v bf16 (the CUDA KV cache), head_dim 64 or 128; bf16 tensor-core products with
+// f32 accumulation and softmax.
 struct AttentionPrefillArgs {
-  TensorView q;    // [n_q_tokens, n_q_heads, head_dim] f32
-  TensorView k;    // [kv_len, n_kv_heads, head_dim] f32 (post-RoPE)
-  TensorView v;    // [kv_len, n_kv_heads, head_dim] f32
+  TensorView q;    // [n_q_tokens, n_q_heads, head_dim] f32 (CUDA: f32 or bf16)
+  TensorView k;    // [kv_len, n_kv_heads, head_dim] f32 (post-RoPE) (CUDA: bf16)
+  TensorView v;    // [kv_len, n_kv_heads, head_dim] f32 (CUDA: bf16)
   TensorView out;  // [n_q_tokens, n_q_heads, head_dim] f32
   int64_t q_start = 0;  // kv_len == q_start + n_q_tokens
   float scale = 0.0f;   // 0: 1/sqrt(head_dim)
@@ -72,13 +79,59 @@ struct AttentionPrefillArgs {
 void attention_prefill(const AttentionPrefillArgs& args);
 
 // Exact attention of one query token over a set of keys (no mask): a decode step of one sequence.
+// CUDA: k and v bf16, head_dim 64 or 128 (the attention_decode_batch kernels with one sequence).
 struct AttentionDecodeArgs {
   TensorView q;    // [n_q_heads, head_dim] f32
-  TensorView k;    // [kv_len, n_kv_heads, head_dim] f32
-  TensorView v;    // [kv_len, n_kv_heads, head_dim] f32
+  TensorView k;    // [kv_len, n_kv_heads, head_dim] f32 (CUDA: bf16)
+  TensorView v;    // [kv_len, n_kv_heads, head_dim] f32 (CUDA: bf16)
   TensorView out;  // [n_q_heads, head_dim] f32
   float scale = 0.0f;
 };
 void attention_decode(const AttentionDecodeArgs& args);
+
+// One decode step of a batch of sequences of different lengths over a slotted KV cache: sequence i attends with
+// q[i] over keys [0, lengths[i]) of slot slots[i] (no mask). GQA as above.
+// CUDA: split-KV flash decoding (one CTA per (sequence, KV head, split) serves the whole GQA group, then a
+// log-sum-exp combine); q is rounded to bf16 for the tensor-core products, accumulation is f32.
+// The CPU twin validates slots and lengths; on CUDA they are device data the host does not read: a sequence
+// whose slot is outside [0, n_slots) or whose length is outside [1, capacity] gets NaN outputs (never an
+// out-of-bounds read).
+struct AttentionDecodeBatchArgs {
+  TensorView q;          // [n_seqs, n_q_heads, head_dim] f32
+  TensorView k_cache;    // [n_slots, capacity, n_kv_heads, head_dim] f32 (CUDA: bf16)
+  TensorView v_cache;    // [n_slots, capacity, n_kv_heads, head_dim] f32 (CUDA: bf16)
+  TensorView slots;      // [n_seqs] i32: the cache slot of each sequence
+  TensorView lengths;    // [n_seqs] i32: keys attended, 1..capacity
+  TensorView out;        // [n_seqs, n_q_heads, head_dim] f32
+  TensorView workspace;  // CUDA only, optional: f32 [attention_decode_batch_workspace_floats(...)] for the split
+                         // partials; empty: the backend's scratch (ScratchSlot::kAttentionPartials)
+  int64_t max_length = 0;  // an upper bound of lengths (sizes the splits); 0: capacity. CUDA: a sequence
+                           // longer than max_length gets NaN outputs (the CPU twin rejects it)
+  float scale = 0.0f;      // 0: 1/sqrt(head_dim)
+};
+void attention_decode_batch(const AttentionDecodeBatchArgs& args);
+// The f32 elements of workspace the CUDA kernels need for these sizes (0 in a build without CUDA).
+int64_t attention_decode_batch_workspace_floats(int64_t n_seqs, int64_t n_q_heads, int64_t n_kv_heads,
+                                                int64_t head_dim, int64_t max_length, int device = 0);
+
+// Per-sequence sampling parameters, with the uniform draw made by the caller on the host (from its seeded
+// generator), so the CPU and CUDA twins pick the same token. Sampler draws
+// std::generate_canonical<double, 53>(rng): the same number gives the same token as Sampler::sample.
+struct TokenSamplingParams {
+  float temperature = 0.0f;  // 0: greedy (argmax, ties to the lowest id); else in (0, 100]
+  int64_t top_k = 0;         // 0: no limit
+  float top_p = 1.0f;        // (0, 1]
+  double uniform = 0.0;      // [0, 1)
+};
+
+// Picks one token per row with exactly Sampler's semantics (src/engine/sampler.cpp): candidates sorted by logit
+// descending (ties: the lower id), the top_k first kept, p_i = exp((l_i - l_max) / T) in double, the nucleus
+// cut where the running mass first reaches top_p, then the inverse CDF at uniform * (kept mass).
+struct SampleTokensArgs {
+  TensorView logits;                          // [n_seqs, vocab] f32
+  std::span<const TokenSamplingParams> params;  // host memory, one per row
+  TensorView out;                             // [n_seqs] i32, on the logits' device or on the CPU
+};
+void sample_tokens(const SampleTokensArgs& args);
 
 }  // namespace skv

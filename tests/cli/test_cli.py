@@ -776,6 +776,73 @@ class TokenizeTest(CliTestCase):
         self.assert_usage_error(["tokenize", "--model", model_dir(), "--text", "x", "--text-file", "y"], "--text")
 
 
+class ShadowKvCliTest(CliTestCase):
+    """--attention shadowkv and its knobs on generate, --report, and the ShadowKV memory figures of info."""
+
+    def setUp(self):
+        require_model(self)
+
+    def test_shadowkv_generation_keeps_every_token_and_reports(self):
+        prompt = " ".join(["Lily and Max went to the park to play with a red ball."] * 30)
+        j = self.generate_json("--prompt", prompt, "--context-limit", "2048", "--max-tokens", "40",
+                               "--attention", "shadowkv", "--sparse-budget", "64", "--rank", "32", "--report")
+        self.assertEqual(j["attention"], "shadowkv")
+        self.assertEqual(len(j["tokens"]), 40)
+        self.assertNotIn("notice", j, "a 330-token prompt with budget 64 must use the sparse path")
+        report = j["report"]
+        self.assertEqual(len(report), 6)  # stories15M has 6 layers
+        for layer in report:
+            self.assertEqual(layer["steps"], 39)  # every decode step after the first token (from the prefill)
+            self.assertGreater(layer["attended_mass"], 0.0)
+            self.assertLessEqual(layer["attended_mass"], layer["best_mass"] + 1e-9)
+            self.assertLessEqual(layer["best_mass"], 1.0 + 1e-9)
+            self.assertGreaterEqual(layer["output_rel_error"], 0.0)
+            self.assertGreater(layer["hit_rate"], 0.0)
+            self.assertLessEqual(layer["hit_rate"], 1.0)
+
+    def test_full_rank_full_budget_shadowkv_equals_full_attention(self):
+        # A budget covering the whole prompt falls back to exact attention, with one notice.
+        full = self.generate_json("--prompt", "Once upon a time", "--max-tokens", "30")
+        shadow = self.generate_json("--prompt", "Once upon a time", "--max-tokens", "30", "--attention", "shadowkv")
+        self.assertEqual(shadow["tokens"], full["tokens"])
+        self.assertIn("exact attention", shadow["notice"])
+
+    def test_bad_attention_flags(self):
+        m = model_dir()
+        self.assert_error(["generate", "--model", m, "--attention", "sparse"], "sparse", "full", "shadowkv")
+        self.assert_error(["generate", "--model", m, "--attention", "shadowkv", "--sparse-budget", "100"],
+                          "sparse_budget", "100", "chunk_size")
+        self.assert_error(["generate", "--model", m, "--attention", "shadowkv", "--rank", "0"], "rank")
+        self.assert_error(["generate", "--model", m, "--attention", "shadowkv", "--chunk-size", "-1"], "chunk_size")
+        self.assert_error(["generate", "--model", m, "--report"], "--report", "--attention shadowkv")
+        self.assert_usage_error(["generate", "--model", m, "--rank", "many"], "--rank")
+
+    def test_info_shows_shadowkv_memory_for_llama31_8b(self):
+        # A config-only directory with Llama-3.1-8B's published shape: full bf16 KV at 128K is 16 GiB; ShadowKV
+        # keeps about 2.6 GiB resident and offloads the 8 GiB of values.
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "config.json"), "w") as f:
+                json.dump({"architectures": ["LlamaForCausalLM"], "vocab_size": 128256, "hidden_size": 4096,
+                           "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+                           "num_key_value_heads": 8, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+                           "max_position_embeddings": 131072,
+                           "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}, f)
+            r = self.run_cli("info", "--model", d, "--context", "131072", "--json")
+            self.assert_ok(r)
+            j = json.loads(r.stdout)
+            gib = 1 << 30
+            self.assertEqual(j["kv_cache_bytes_per_sequence"]["full_bf16"], 16 * gib)
+            s = j["shadowkv_bytes_per_sequence"]
+            self.assertAlmostEqual(s["offloaded_bf16"] / gib, 8.0, delta=0.01)
+            self.assertAlmostEqual(s["resident_bf16"] / gib, 2.6, delta=0.1)
+            self.assertEqual(j["shadowkv"]["outlier_chunks"], 48)
+            r = self.run_cli("info", "--model", d, "--context", "131072")
+            self.assert_ok(r)
+            self.assertIn("shadowkv:", r.stdout)
+            self.assertIn("16.00 GiB in bf16", r.stdout)
+
+
 class InfoTest(CliTestCase):
     def setUp(self):
         require_model(self)
@@ -847,8 +914,8 @@ class InfoTest(CliTestCase):
                 self.assertRegex(r.stdout, rf"parameters:\s+{self.params}\b")
                 self.assertRegex(r.stdout, rf"layers:\s+{self.layers}\b")
                 self.assertRegex(r.stdout, rf"trained context:\s+{STORIES_CONTEXT} tokens")
-                self.assertIn(f"KV cache at {n} tokens, per sequence: {self.format_bytes(self.kv_bytes(n, 2))} in bf16",
-                              r.stdout)
+                self.assertIn(f"KV cache per sequence at {n} tokens:", r.stdout)
+                self.assertIn(f"full attention:  {self.format_bytes(self.kv_bytes(n, 2))} in bf16", r.stdout)
                 self.assertIn(f"{self.format_bytes(self.kv_bytes(n, 4))} in f32", r.stdout)
 
     def test_context_out_of_range(self):

@@ -38,5 +38,6 @@ void add_generate_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
 
 }  // namespace skv::cli

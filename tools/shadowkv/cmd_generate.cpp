@@ -6,10 +6,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "attention_flags.h"
 #include "cli_common.h"
 #include "engine/engine.h"
 #include "engine/stop_strings.h"
-#include "kv/full_kv_cache.h"
+#include "kv/shadow_kv_cache.h"
 #include "loader/model_loader.h"
 #include "model/llama_model.h"
 #include "tokenizer/tokenizer.h"
@@ -28,11 +29,44 @@ struct GenerateFlags {
   uint64_t seed = 0;
   int64_t context_limit = 0;  // 0: the model's max_position_embeddings
   std::vector<std::string> stop;
+  AttentionFlags attention;
+  bool report = false;
   bool json = false;
 };
 
 constexpr int64_t kDefaultMaxTokens = 256;
 constexpr int64_t kMaxContextLimit = int64_t{1} << 24;  // 16M tokens: beyond this a value is a typo
+
+// Per layer: how much of the exact attention mass the attended set captured, how much the best set of the same
+// size would have, the output's relative error, and how often selected chunks were already resident.
+nlohmann::json report_json(const std::vector<LayerReport>& layers) {
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const LayerReport& r = layers[l];
+    out.push_back({{"layer", l}, {"steps", r.steps}, {"attended_mass", r.mean_attended_mass()},
+                   {"best_mass", r.mean_best_mass()}, {"output_rel_error", r.mean_output_error()},
+                   {"hit_rate", r.hit_rate()}});
+  }
+  return out;
+}
+
+void print_report(const std::vector<LayerReport>& layers) {
+  std::fprintf(stderr, "ShadowKV report (means over decode steps; mass = share of exact attention weight)\n");
+  std::fprintf(stderr, "%5s %7s %14s %10s %16s %9s\n", "layer", "steps", "attended mass", "best mass",
+               "output rel err", "hit rate");
+  double mass = 0, best = 0, err = 0, hit = 0;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const LayerReport& r = layers[l];
+    std::fprintf(stderr, "%5zu %7lld %14.4f %10.4f %16.4f %9.3f\n", l, static_cast<long long>(r.steps),
+                 r.mean_attended_mass(), r.mean_best_mass(), r.mean_output_error(), r.hit_rate());
+    mass += r.mean_attended_mass();
+    best += r.mean_best_mass();
+    err += r.mean_output_error();
+    hit += r.hit_rate();
+  }
+  const double n = layers.empty() ? 1.0 : static_cast<double>(layers.size());
+  std::fprintf(stderr, "%5s %7s %14.4f %10.4f %16.4f %9.3f\n", "mean", "", mass / n, best / n, err / n, hit / n);
+}
 
 void run_generate(const GenerateFlags& f) {
   const auto dir = resolve_model_dir(f.model);
@@ -44,6 +78,9 @@ void run_generate(const GenerateFlags& f) {
   if (f.context_limit < 0 || f.context_limit > kMaxContextLimit)
     throw Error(ErrorCode::kInvalidArgument, "--context-limit must be in [1, " + std::to_string(kMaxContextLimit) +
                                                  "], got " + std::to_string(f.context_limit));
+  const AttentionOptions attention = attention_options(f.attention, f.report);
+  if (f.report && attention.kind != AttentionKind::kShadowKv)
+    throw Error(ErrorCode::kInvalidArgument, "--report measures ShadowKV against exact attention: add --attention shadowkv");
   const std::string prompt = f.prompt_file.empty() ? f.prompt : read_text_file(f.prompt_file);
 
   const Tokenizer tokenizer = Tokenizer::load(dir / "tokenizer.json");
@@ -81,8 +118,8 @@ void run_generate(const GenerateFlags& f) {
   }
 
   LlamaModel model(loaded);
-  FullKvCache cache(c.n_layers, c.n_kv_heads, c.head_dim);
-  Engine engine(model, cache);
+  const std::unique_ptr<KvCache> cache = make_model_kv_cache(c, attention);
+  Engine engine(model, *cache);
   GenerationRequest request;
   request.prompt = prompt_tokens;
   request.max_new_tokens = max_tokens;
@@ -123,6 +160,7 @@ void run_generate(const GenerateFlags& f) {
   }
   if (!stops.stopped()) out(stops.push(decoder.finish()) + stops.finish());
 
+  const auto* shadow = dynamic_cast<const ShadowKvCache*>(cache.get());
   const EngineStats& st = engine.stats();
   const double prefill_tps = st.prefill_seconds > 0 ? static_cast<double>(st.prefill_tokens) / st.prefill_seconds : 0.0;
   const double decode_tps = st.decode_seconds > 0 ? static_cast<double>(st.decode_tokens) / st.decode_seconds : 0.0;
@@ -134,13 +172,18 @@ void run_generate(const GenerateFlags& f) {
     j["finish_reason"] = finish;
     j["prefill_tokens_per_s"] = prefill_tps;
     j["decode_tokens_per_s"] = decode_tps;
+    j["attention"] = attention_kind_name(attention.kind);
+    if (shadow != nullptr && !shadow->notice().empty()) j["notice"] = shadow->notice();
+    if (f.report && shadow != nullptr) j["report"] = report_json(shadow->report());
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");
     std::fflush(stdout);  // the text ends before the timings line when both go to one terminal
+    if (shadow != nullptr && !shadow->notice().empty()) std::fprintf(stderr, "notice: %s\n", shadow->notice().c_str());
     std::fprintf(stderr, "prefill: %lld tokens, %.1f tokens/s | decode: %lld tokens, %.1f tokens/s | finish: %s\n",
                  static_cast<long long>(st.prefill_tokens), prefill_tps, static_cast<long long>(generated.size()),
                  decode_tps, finish.c_str());
+    if (f.report && shadow != nullptr) print_report(shadow->report());
   }
 }
 
@@ -165,6 +208,11 @@ void add_generate_command(CLI::App& app) {
                   "Maximum prompt + generated tokens (default: the model's max_position_embeddings; raising it "
                   "makes RoPE extrapolate)");
   cmd->add_option("--stop", f->stop, "Stop when this text is generated (repeatable); it is not printed");
+  add_attention_flags(*cmd, f->attention);
+  cmd->add_flag("--report", f->report,
+                "With --attention shadowkv: per layer, the attention mass the selected chunks capture vs the best "
+                "possible set, the output error against exact attention, and the chunk reuse rate (keeps an "
+                "exact copy of K/V for the comparison)");
   cmd->add_flag("--json", f->json, "Print one JSON object with prompt_tokens, tokens, text and speeds");
   cmd->callback([f] { run_generate(*f); });
 }

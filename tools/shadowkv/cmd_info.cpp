@@ -5,7 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "attention_flags.h"
 #include "cli_common.h"
+#include "kv/shadow_kv_cache.h"
 #include "core/error.h"
 #include "loader/hf_config.h"
 
@@ -15,6 +17,7 @@ namespace {
 struct InfoFlags {
   std::string model;
   int64_t context = 0;
+  AttentionFlags attention;
   bool json = false;
 };
 
@@ -35,6 +38,11 @@ void run_info(const InfoFlags& f) {
   const int64_t context = f.context > 0 ? f.context : c.max_position_embeddings;
   // The KV cache is kept in bf16 on the GPU and f32 by the CPU backend.
   const int64_t kv_bf16 = c.kv_cache_bytes(context, 2), kv_f32 = c.kv_cache_bytes(context, 4);
+  // ShadowKV keeps U, SV, landmarks, outliers and the local window resident and offloads the values.
+  const AttentionOptions shadow_options = attention_options(f.attention, AttentionKind::kShadowKv, false);
+  const KvSizes sizes{c.n_layers, c.n_kv_heads, c.head_dim};
+  const MemoryUse shadow_bf16 = ShadowKvCache::estimate_bytes(sizes, shadow_options.shadow, context, 2);
+  const MemoryUse shadow_f32 = ShadowKvCache::estimate_bytes(sizes, shadow_options.shadow, context, 4);
   if (f.json) {
     nlohmann::json j{{"architecture", architecture_name(c.arch)},
                      {"parameters", c.parameter_count()},
@@ -50,7 +58,15 @@ void run_info(const InfoFlags& f) {
                      {"max_position_embeddings", c.max_position_embeddings},
                      {"tie_word_embeddings", c.tie_word_embeddings},
                      {"context", context},
-                     {"kv_cache_bytes_per_sequence", {{"full_bf16", kv_bf16}, {"full_f32", kv_f32}}}};
+                     {"kv_cache_bytes_per_sequence", {{"full_bf16", kv_bf16}, {"full_f32", kv_f32}}},
+                     {"shadowkv_bytes_per_sequence",
+                      {{"resident_bf16", shadow_bf16.device_bytes}, {"offloaded_bf16", shadow_bf16.offloaded_bytes},
+                       {"resident_f32", shadow_f32.device_bytes}, {"offloaded_f32", shadow_f32.offloaded_bytes}}},
+                     {"shadowkv", {{"sparse_budget", shadow_options.shadow.sparse_budget},
+                                   {"rank", shadow_options.shadow.rank},
+                                   {"chunk_size", shadow_options.shadow.chunk_size},
+                                   {"outlier_chunks", shadow_options.shadow.resolved_outlier_chunks()},
+                                   {"local_chunks", shadow_options.shadow.local_chunks}}}};
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
@@ -68,8 +84,18 @@ void run_info(const InfoFlags& f) {
               c.tie_word_embeddings ? " (tied embeddings)" : "");
   std::printf("rope:             theta %g, scaling %s\n", c.rope_theta, rope_scaling_name(c.rope_scaling.type));
   std::printf("trained context:  %lld tokens\n", static_cast<long long>(c.max_position_embeddings));
-  std::printf("KV cache at %lld tokens, per sequence: %s in bf16 (GPU), %s in f32 (CPU backend)\n",
-              static_cast<long long>(context), format_bytes(kv_bf16).c_str(), format_bytes(kv_f32).c_str());
+  std::printf("KV cache per sequence at %lld tokens:\n", static_cast<long long>(context));
+  std::printf("  full attention:  %s in bf16 (GPU), %s in f32 (CPU backend)\n", format_bytes(kv_bf16).c_str(),
+              format_bytes(kv_f32).c_str());
+  std::printf("  shadowkv:        %s resident + %s offloaded in bf16 (GPU), %s + %s in f32 (CPU backend)\n",
+              format_bytes(shadow_bf16.device_bytes).c_str(), format_bytes(shadow_bf16.offloaded_bytes).c_str(),
+              format_bytes(shadow_f32.device_bytes).c_str(), format_bytes(shadow_f32.offloaded_bytes).c_str());
+  std::printf("                   (budget %lld, rank %lld, chunk %lld, %lld outlier chunks, %lld local chunks)\n",
+              static_cast<long long>(shadow_options.shadow.sparse_budget),
+              static_cast<long long>(shadow_options.shadow.rank),
+              static_cast<long long>(shadow_options.shadow.chunk_size),
+              static_cast<long long>(shadow_options.shadow.resolved_outlier_chunks()),
+              static_cast<long long>(shadow_options.shadow.local_chunks));
 }
 
 }  // namespace
@@ -79,6 +105,7 @@ void add_info_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("info", "Show a model's architecture, size and KV-cache memory per sequence");
   cmd->add_option("--model", f->model, "Model directory (default: stories15M)");
   cmd->add_option("--context", f->context, "Context length for the memory figures (default: the trained context)");
+  add_attention_flags(*cmd, f->attention, /*with_policy=*/false);
   cmd->add_flag("--json", f->json, "Print JSON");
   cmd->callback([f] { run_info(*f); });
 }

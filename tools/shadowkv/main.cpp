@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   skv::cli::add_tokenize_command(app);
   skv::cli::add_info_command(app);
   skv::cli::add_convert_command(app);
+  skv::cli::add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

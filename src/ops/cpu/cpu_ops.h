@@ -32,3 +32,25 @@ struct GatherChunksArgs;
 struct RebuildKeysArgs;
 struct AttendSparseArgs;
 }  // namespace skv
+
+namespace skv::cpu {
+
+void lowrank_factorize(const LowrankFactorizeArgs& args);
+void landmark_means(const LandmarkMeansArgs& args);
+void outlier_chunks(const OutlierChunksArgs& args);
+void landmark_scores(const LandmarkScoresArgs& args);
+void topk_chunks(const TopkChunksArgs& args);
+void select_reuse(const SelectReuseArgs& args);
+void gather_chunks(const GatherChunksArgs& args);
+void rebuild_keys(const RebuildKeysArgs& args);
+void attend_sparse(const AttendSparseArgs& args);
+
+}  // namespace skv::cpu
+
+// The CUDA backend's new ops (ops.h): the batched decode step and the sampler.
+namespace skv::cpu {
+
+void attention_decode_batch(const AttentionDecodeBatchArgs& args);
+void sample_tokens(const SampleTokensArgs& args);
+
+}  // namespace skv::cpu

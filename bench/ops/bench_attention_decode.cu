@@ -1,0 +1,62 @@
+// Decode attention (attention_decode_batch) at Llama-3.1-8B's shape: 32 query heads, 8 KV heads, head_dim 128,
+// bf16 KV cache, contexts 32K and 128K, batch 1 and 8. Bytes per step = every sequence's K and V read once
+// (+ q and out), compared with the streaming-read and copy bandwidth measured in the same run (target >= 85%).
+// Several caches are rotated so that each timed call reads memory not left in L2 by the previous one.
+#include <cstdio>
+#include <vector>
+
+#include "bench/ops/bench_common.cuh"
+#include "ops/ops.h"
+
+using namespace skv;
+
+int main() {
+  if (!bench::require_gpu()) return 0;
+  try {
+    const bench::Ceilings ceil = bench::measure_ceilings(false);
+    const int64_t n_q_heads = 32, n_kv_heads = 8, head_dim = 128;
+    const size_t l2 = device_properties(0).l2_cache_bytes;
+    for (int64_t ctx : {32768, 131072}) {
+      for (int64_t batch : {1, 8}) {
+        const size_t cache_bytes = static_cast<size_t>(batch * ctx * n_kv_heads * head_dim) * 2 * 2;
+        // copies of the cache so that the bytes between two reads of one copy exceed 4x L2 (at most 8)
+        int64_t copies = 1;
+        while (copies < 8 && copies * cache_bytes < 4 * l2) ++copies;
+        const int64_t n_slots = batch * copies;
+        DeviceBuffer k(DType::kBF16, {n_slots, ctx, n_kv_heads, head_dim}), v(DType::kBF16, {n_slots, ctx, n_kv_heads, head_dim});
+        bench::fill_random(k.view(), 10, -2, 2);
+        bench::fill_random(v.view(), 11);
+        DeviceBuffer q(DType::kF32, {batch, n_q_heads, head_dim}), out(DType::kF32, {batch, n_q_heads, head_dim});
+        bench::fill_random(q.view(), 12, -2, 2);
+        std::vector<DeviceBuffer> slot_sets;
+        for (int64_t c = 0; c < copies; ++c) {
+          std::vector<int32_t> s(static_cast<size_t>(batch));
+          for (int64_t i = 0; i < batch; ++i) s[static_cast<size_t>(i)] = static_cast<int32_t>(c * batch + i);
+          DeviceBuffer d(DType::kI32, {batch});
+          copy_to_device(d.view(), TensorView(s.data(), DType::kI32, {batch}));
+          slot_sets.push_back(std::move(d));
+        }
+        std::vector<int32_t> lens(static_cast<size_t>(batch), static_cast<int32_t>(ctx));
+        DeviceBuffer d_len(DType::kI32, {batch});
+        copy_to_device(d_len.view(), TensorView(lens.data(), DType::kI32, {batch}));
+        int64_t it = 0;
+        auto step = [&] {
+          attention_decode_batch({.q = q.view(), .k_cache = k.view(), .v_cache = v.view(),
+                                  .slots = slot_sets[static_cast<size_t>(it++ % copies)].view(), .lengths = d_len.view(),
+                                  .out = out.view(), .max_length = ctx});
+        };
+        const double ms = bench::time_ms(step, 30, 4, 3);
+        const double bytes = static_cast<double>(cache_bytes) + 2.0 * batch * n_q_heads * head_dim * 4;
+        const double gbs = bytes / (ms * 1e6);
+        std::printf("decode attention ctx %6lld batch %lld: %.3f ms, %.0f GB/s = %.1f%% of streaming read, %.1f%% of copy\n",
+                    static_cast<long long>(ctx), static_cast<long long>(batch), ms, gbs, 100 * gbs / ceil.read_gbs,
+                    100 * gbs / ceil.copy_gbs);
+        bench::print_result("decode_ctx" + std::to_string(ctx) + "_b" + std::to_string(batch), gbs, "GB/s", ceil.read_gbs, "read");
+      }
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,28 @@
+// make_kv_cache: one place that turns attention options into a cache.
+#include "kv/shadow_kv_factory.h"
+
+#include <string>
+
+#include "kv/full_kv_cache.h"
+#include "kv/shadow_kv_cache.h"
+
+namespace skv {
+
+AttentionKind parse_attention_kind(std::string_view name) {
+  if (name == "full") return AttentionKind::kFull;
+  if (name == "shadowkv") return AttentionKind::kShadowKv;
+  throw Error(ErrorCode::kInvalidArgument,
+              "unknown attention policy '" + std::string(name) + "' (expected 'full' or 'shadowkv')");
+}
+
+const char* attention_kind_name(AttentionKind kind) { return kind == AttentionKind::kFull ? "full" : "shadowkv"; }
+
+std::unique_ptr<KvCache> make_kv_cache(const KvCacheShape& s, const AttentionOptions& o) {
+  if (o.kind == AttentionKind::kFull) return std::make_unique<FullKvCache>(s.n_layers, s.n_kv_heads, s.head_dim);
+  auto cache = std::make_unique<ShadowKvCache>(s.n_layers, s.n_q_heads, s.n_kv_heads, s.head_dim, o.shadow,
+                                               s.rope_inv_freq, s.rope_position_scale);
+  cache->enable_report(o.report);
+  return cache;
+}
+
+}  // namespace skv

@@ -1,0 +1,32 @@
+// ShadowParams::validate: every parameter is checked on its own, and the message names it.
+#include "kv/shadow_params.h"
+
+#include <string>
+
+#include "core/error.h"
+
+namespace skv {
+namespace {
+
+[[noreturn]] void invalid(const std::string& what) {
+  throw Error(ErrorCode::kInvalidArgument, "shadowkv: " + what);
+}
+
+}  // namespace
+
+void ShadowParams::validate() const {
+  if (chunk_size < 1) invalid("chunk_size must be at least 1, got " + std::to_string(chunk_size));
+  if (rank < 1) invalid("rank must be at least 1, got " + std::to_string(rank));
+  if (sparse_budget < chunk_size)
+    invalid("sparse_budget must be at least chunk_size (" + std::to_string(chunk_size) + "), got " +
+            std::to_string(sparse_budget));
+  if (sparse_budget % chunk_size != 0)
+    invalid("sparse_budget (" + std::to_string(sparse_budget) + ") must be a multiple of chunk_size (" +
+            std::to_string(chunk_size) + ")");
+  if (outlier_chunks < -1)
+    invalid("outlier_chunks must be -1 (24 per 1024 tokens of budget) or at least 0, got " +
+            std::to_string(outlier_chunks));
+  if (local_chunks < 0) invalid("local_chunks must be at least 0, got " + std::to_string(local_chunks));
+}
+
+}  // namespace skv

@@ -1,0 +1,25 @@
+// ShadowParams: the knobs of the ShadowKV policy (Sun et al., ICML 2025, arXiv 2410.21465, §4 and Table 6),
+// with the paper's defaults: sparse budget 2048 tokens, SVD rank 160, chunks of 8 tokens, 48 outlier chunks at
+// budget 2048 (24 per 1024 tokens of budget), and a local window of 4 chunks.
+#pragma once
+
+#include <cstdint>
+
+namespace skv {
+
+struct ShadowParams {
+  int64_t sparse_budget = 2048;  // tokens of selected chunks attended per KV head each decode step (a multiple of chunk_size)
+  int64_t rank = 160;            // rank of the pre-RoPE key factorization (clipped to n_kv_heads*head_dim and the prompt length)
+  int64_t chunk_size = 8;        // tokens per chunk (c)
+  int64_t outlier_chunks = -1;   // chunks per KV head kept exact (O); -1: 24 * sparse_budget / 1024
+  int64_t local_chunks = 4;      // most recent prompt chunks kept exact (L), besides the S mod c remainder
+
+  // Throws Error(kInvalidArgument) naming the first invalid parameter.
+  void validate() const;
+  // The outlier count O after resolving -1 (before clipping to the number of chunks).
+  int64_t resolved_outlier_chunks() const { return outlier_chunks >= 0 ? outlier_chunks : 24 * sparse_budget / 1024; }
+  // Chunks selected per KV head each step: k = sparse_budget / chunk_size.
+  int64_t top_k() const { return sparse_budget / chunk_size; }
+};
+
+}  // namespace skv

@@ -1,0 +1,375 @@
+// attention_decode_batch (and attention_decode, its one-sequence case): split-KV flash decoding.
+//
+// Kernel 1, one CTA per (split, KV head [x head unit], sequence): the CTA's query rows are the GQA group of the
+// KV head (up to 16 heads, zero-padded to the m16 of mma.sync), so every K/V element of the split is read from
+// memory once per step for the whole group. K/V tiles of kBlockN = 64 keys stream through a kStages-deep
+// cp.async pipeline (16-byte copies, rows past the sequence zero-filled); each of the 4 warps takes 16 keys of
+// a tile: S = Q K^T and O += P V on tensor cores (bf16 in, f32 accumulators) with its own online softmax; the
+// warps merge through shared memory and the CTA writes the split's normalized output and its log-sum-exp.
+// Kernel 2 (combine), one CTA per (query head, sequence): the log-sum-exp-weighted mean of the splits.
+//
+// The splits are sized from max_length so that the grid fills the GPU about twice at batch 1 (8 KV heads at
+// 32K: 64 splits of 512 keys); CTAs whose split starts past their sequence's length exit at once.
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "ops/cuda/common.cuh"
+#include "ops/cuda/cuda_ops.h"
+
+namespace skv::cuda {
+namespace {
+
+constexpr int kBlockN = 64;
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr int kStages = 3;
+constexpr int kMaxHeadsPerCta = 16;
+
+struct DecodeParams {
+  const float* q;
+  const __nv_bfloat16* k;
+  const __nv_bfloat16* v;
+  const int32_t* slots;    // nullptr: slot = sequence index
+  const int32_t* lengths;  // nullptr: fixed_len
+  float* partial_o;        // [n_seqs, n_q_heads, n_splits, D]
+  float* partial_lse;      // [n_seqs, n_q_heads, n_splits] (log2 domain, scaled)
+  float* out;              // [n_seqs, n_q_heads, D]
+  int n_q_heads, n_kv_heads, group, hpc, head_units;
+  int n_slots;
+  int64_t capacity;
+  int fixed_len;
+  int n_splits, split_len;
+  float scale_log2;
+};
+
+template <int D>
+constexpr size_t decode_smem_bytes() {
+  const size_t pipeline = static_cast<size_t>(kStages) * 2 * kBlockN * (D + 8) * 2;
+  const size_t merge = static_cast<size_t>(kWarps) * 16 * (D + 2) * 4;
+  return std::max(pipeline, merge);
+}
+
+__device__ __forceinline__ bool sequence_valid(const DecodeParams& p, int seq, int& slot, int& len) {
+  slot = p.slots != nullptr ? p.slots[seq] : seq;
+  len = p.lengths != nullptr ? p.lengths[seq] : p.fixed_len;
+  return slot >= 0 && slot < p.n_slots && len >= 1 && static_cast<int64_t>(len) <= p.capacity;
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodeParams p) {
+  constexpr int kStride = D + 8;
+  constexpr int kChunks = D / 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __nv_bfloat16* sK = reinterpret_cast<__nv_bfloat16*>(smem_raw);  // [kStages][kBlockN][kStride]
+  __nv_bfloat16* sV = sK + kStages * kBlockN * kStride;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, tig = lane & 3;
+  const int split = blockIdx.x, seq = blockIdx.z;
+  const int kvh = blockIdx.y / p.head_units, hunit = blockIdx.y % p.head_units;
+  const int head0 = kvh * p.group + hunit * p.hpc;                 // first query head of the CTA
+  const int n_rows = min(p.hpc, p.group - hunit * p.hpc);          // query heads of the CTA
+  const int64_t part_row0 = static_cast<int64_t>(seq) * p.n_q_heads + head0;  // (seq, head0) row of partials
+
+  int slot, len;
+  const bool valid = sequence_valid(p, seq, slot, len);
+  const int start = split * p.split_len;
+  const int end = valid ? min(len, start + p.split_len) : 0;
+  if (start >= end) {  // nothing to attend in this split (the combine skips -inf)
+    if (tid < n_rows) p.partial_lse[(part_row0 + tid) * p.n_splits + split] = -INFINITY;
+    return;
+  }
+
+  // Q rows (the group's heads) as bf16 A fragments, straight from global memory.
+  uint32_t qa[D / 16][4];
+  {
+    const float* q0 = p.q + part_row0 * D;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = g + 8 * (e & 1), c = kk * 16 + tig * 2 + 8 * (e >> 1);
+        float2 v = make_float2(0.0f, 0.0f);
+        if (r < n_rows) v = *reinterpret_cast<const float2*>(q0 + static_cast<int64_t>(r) * D + c);
+        qa[kk][e] = pack_bf16x2(v.x, v.y);
+      }
+    }
+  }
+
+  const int64_t key_stride = static_cast<int64_t>(p.n_kv_heads) * D;
+  const __nv_bfloat16* kbase = p.k + static_cast<int64_t>(slot) * p.capacity * key_stride + static_cast<int64_t>(kvh) * D;
+  const __nv_bfloat16* vbase = p.v + static_cast<int64_t>(slot) * p.capacity * key_stride + static_cast<int64_t>(kvh) * D;
+  const int n_tiles = (end - start + kBlockN - 1) / kBlockN;
+
+  auto load_tile = [&](int t, int stage) {
+    __nv_bfloat16* dk = sK + stage * kBlockN * kStride;
+    __nv_bfloat16* dv = sV + stage * kBlockN * kStride;
+#pragma unroll
+    for (int i = tid; i < kBlockN * kChunks; i += kThreads) {
+      const int r = i / kChunks, c = i % kChunks;
+      const int key = start + t * kBlockN + r;
+      const bool in = key < end;
+      const int64_t off = (in ? key * key_stride : 0) + c * 8;
+      cp_async16(dk + r * kStride + c * 8, kbase + off, in ? 16 : 0);
+      cp_async16(dv + r * kStride + c * 8, vbase + off, in ? 16 : 0);
+    }
+  };
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int dt = 0; dt < D / 8; ++dt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[dt][e] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+
+#pragma unroll
+  for (int t = 0; t < kStages - 1; ++t) {
+    if (t < n_tiles) load_tile(t, t);
+    cp_async_commit();
+  }
+  for (int t = 0; t < n_tiles; ++t) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // tile t visible to all; every warp is done with tile t - 1
+    {
+      const int next = t + kStages - 1;
+      if (next < n_tiles) load_tile(next, next % kStages);
+      cp_async_commit();
+    }
+    const __nv_bfloat16* tK = sK + (t % kStages) * kBlockN * kStride + warp * 16 * kStride;
+    const __nv_bfloat16* tV = sV + (t % kStages) * kBlockN * kStride + warp * 16 * kStride;
+    const int key0 = start + t * kBlockN + warp * 16;  // this warp's 16 keys
+    if (key0 < end) {
+      float s[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t b0, b1, b2, b3;
+        ldmatrix_x4(b0, b1, b2, b3, tK + ((lane & 7) + (lane >> 4) * 8) * kStride + kk * 16 + ((lane >> 3) & 1) * 8);
+        mma_bf16_16816(s[0], qa[kk], b0, b1);
+        mma_bf16_16816(s[1], qa[kk], b2, b3);
+      }
+      if (key0 + 16 > end) {
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            if (key0 + nt * 8 + tig * 2 + (e & 1) >= end) s[nt][e] = -INFINITY;
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float mx = fmaxf(fmaxf(s[0][2 * h], s[0][2 * h + 1]), fmaxf(s[1][2 * h], s[1][2 * h + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m[h], mx * p.scale_log2);
+        const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+        const float alpha = fast_exp2(m[h] - m_use);
+        m[h] = m_new;
+        float rowsum = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt) {
+          const float p0 = fast_exp2(fmaf(s[nt][2 * h], p.scale_log2, -m_use));
+          const float p1 = fast_exp2(fmaf(s[nt][2 * h + 1], p.scale_log2, -m_use));
+          s[nt][2 * h] = p0;
+          s[nt][2 * h + 1] = p1;
+          rowsum += p0 + p1;
+        }
+        l[h] = l[h] * alpha + rowsum;
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) {
+          o[dt][2 * h] *= alpha;
+          o[dt][2 * h + 1] *= alpha;
+        }
+      }
+      uint32_t pa[4];
+      pa[0] = pack_bf16x2(s[0][0], s[0][1]);
+      pa[1] = pack_bf16x2(s[0][2], s[0][3]);
+      pa[2] = pack_bf16x2(s[1][0], s[1][1]);
+      pa[3] = pack_bf16x2(s[1][2], s[1][3]);
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t b0, b1, b2, b3;
+        ldmatrix_x4_trans(b0, b1, b2, b3, tV + ((lane & 7) + ((lane >> 3) & 1) * 8) * kStride + dp * 16 + (lane >> 4) * 8);
+        mma_bf16_16816(o[2 * dp], pa, b0, b1);
+        mma_bf16_16816(o[2 * dp + 1], pa, b2, b3);
+      }
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the pipeline buffers become the merge area
+
+  // ---- merge the warps: sm_o [kWarps][16][D], then m and l [kWarps][16] each.
+  float* sm_o = reinterpret_cast<float*>(smem_raw);
+  float* sm_m = sm_o + kWarps * 16 * D;
+  float* sm_l = sm_m + kWarps * 16;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float sum = l[h];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const int r = g + 8 * h;
+    if (tig == 0) {
+      sm_m[warp * 16 + r] = m[h];
+      sm_l[warp * 16 + r] = sum;
+    }
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt)
+      *reinterpret_cast<float2*>(sm_o + (warp * 16 + r) * D + dt * 8 + tig * 2) = make_float2(o[dt][2 * h], o[dt][2 * h + 1]);
+  }
+  __syncthreads();
+  for (int i = tid; i < n_rows * D; i += kThreads) {
+    const int r = i / D, d = i % D;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, sm_m[w * 16 + r]);
+    float L = 0.0f, O = 0.0f;
+    if (mx != -INFINITY) {
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) {
+        const float f = fast_exp2(sm_m[w * 16 + r] - mx);
+        L += sm_l[w * 16 + r] * f;
+        O += sm_o[(w * 16 + r) * D + d] * f;
+      }
+    }
+    const int64_t prow = (part_row0 + r) * p.n_splits + split;
+    p.partial_o[prow * D + d] = L > 0.0f ? O / L : 0.0f;
+    if (d == 0) p.partial_lse[prow] = L > 0.0f ? mx + log2f(L) : -INFINITY;
+  }
+}
+
+// One CTA of D threads per (query head, sequence).
+template <int D>
+__global__ void __launch_bounds__(D) decode_combine_kernel(const DecodeParams p) {
+  const int head = blockIdx.x, seq = blockIdx.y, d = threadIdx.x;
+  const int64_t row = static_cast<int64_t>(seq) * p.n_q_heads + head;
+  float* out = p.out + row * D;
+  int slot, len;
+  // A length past the splits (max_length was too small) would silently drop keys: NaN instead.
+  if (!sequence_valid(p, seq, slot, len) || static_cast<int64_t>(len) > static_cast<int64_t>(p.n_splits) * p.split_len) {
+    out[d] = __int_as_float(0x7fc00000);
+    return;
+  }
+  const float* lse = p.partial_lse + row * p.n_splits;
+  const int used = min(p.n_splits, (len + p.split_len - 1) / p.split_len);
+  float mx = -INFINITY;
+  for (int s = 0; s < used; ++s) mx = fmaxf(mx, lse[s]);
+  float W = 0.0f, acc = 0.0f;
+  if (mx != -INFINITY) {
+    for (int s = 0; s < used; ++s) {
+      const float ls = lse[s];
+      if (ls == -INFINITY) continue;
+      const float w = fast_exp2(ls - mx);
+      W += w;
+      acc += w * p.partial_o[(row * p.n_splits + s) * D + d];
+    }
+  }
+  out[d] = W > 0.0f ? acc / W : __int_as_float(0x7fc00000);
+}
+
+struct SplitPlan {
+  int n_splits = 1, split_len = kBlockN;
+};
+
+SplitPlan plan_splits(int64_t n_seqs, int64_t n_kv_heads, int64_t head_units, int64_t max_length, int device) {
+  const int64_t sms = device_properties(device).multiprocessors;
+  const int64_t units = std::max<int64_t>(1, n_seqs * n_kv_heads * head_units);
+  const int64_t target_ctas = sms * 2 /* CTAs per SM */ * 2 /* waves */;
+  const int64_t max_len = std::max<int64_t>(1, max_length);
+  const int64_t max_splits = (max_len + kBlockN - 1) / kBlockN;
+  const int64_t want = std::clamp<int64_t>((target_ctas + units - 1) / units, 1, max_splits);
+  int64_t split_len = (max_len + want - 1) / want;
+  split_len = (split_len + kBlockN - 1) / kBlockN * kBlockN;
+  SplitPlan plan;
+  plan.split_len = static_cast<int>(split_len);
+  plan.n_splits = static_cast<int>((max_len + split_len - 1) / split_len);
+  return plan;
+}
+
+int64_t heads_per_cta(int64_t group) { return std::min<int64_t>(group, kMaxHeadsPerCta); }
+
+void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const int32_t* slots,
+                const int32_t* lengths, float* out, float* workspace, int64_t workspace_floats, int64_t n_seqs,
+                int64_t n_q_heads, int64_t n_kv_heads, int64_t head_dim, int64_t n_slots, int64_t capacity,
+                int64_t fixed_len, int64_t max_length, float scale, int device, cudaStream_t stream) {
+  SKV_ASSERT_MSG(capacity <= INT32_MAX && n_seqs <= 65535 && n_q_heads <= 65535, "attention_decode: sizes");
+  DecodeParams p{};
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.slots = slots;
+  p.lengths = lengths;
+  p.out = out;
+  p.n_q_heads = static_cast<int>(n_q_heads);
+  p.n_kv_heads = static_cast<int>(n_kv_heads);
+  p.group = static_cast<int>(n_q_heads / n_kv_heads);
+  p.hpc = static_cast<int>(heads_per_cta(p.group));
+  p.head_units = (p.group + p.hpc - 1) / p.hpc;
+  p.n_slots = static_cast<int>(n_slots);
+  p.capacity = capacity;
+  p.fixed_len = static_cast<int>(fixed_len);
+  const SplitPlan plan = plan_splits(n_seqs, n_kv_heads, p.head_units, max_length, device);
+  p.n_splits = plan.n_splits;
+  p.split_len = plan.split_len;
+  p.scale_log2 = (scale != 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(head_dim))) * 1.4426950408889634f;
+  const int64_t need = n_seqs * n_q_heads * p.n_splits * (head_dim + 1);
+  if (workspace == nullptr) {
+    workspace = static_cast<float*>(scratch(ScratchSlot::kAttentionPartials, static_cast<size_t>(need) * sizeof(float), device));
+  } else {
+    SKV_ASSERT_MSG(workspace_floats >= need, "attention_decode_batch: workspace too small");
+  }
+  p.partial_o = workspace;
+  p.partial_lse = workspace + n_seqs * n_q_heads * p.n_splits * head_dim;
+  const dim3 grid(static_cast<unsigned>(p.n_splits), static_cast<unsigned>(n_kv_heads * p.head_units),
+                  static_cast<unsigned>(n_seqs));
+  const dim3 combine_grid(static_cast<unsigned>(n_q_heads), static_cast<unsigned>(n_seqs));
+  if (head_dim == 64) {
+    constexpr size_t smem = decode_smem_bytes<64>();
+    SKV_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    decode_split_kernel<64><<<grid, kThreads, smem, stream>>>(p);
+    SKV_CUDA_CHECK_LAUNCH();
+    decode_combine_kernel<64><<<combine_grid, 64, 0, stream>>>(p);
+    SKV_CUDA_CHECK_LAUNCH();
+  } else {
+    SKV_ASSERT(head_dim == 128);
+    constexpr size_t smem = decode_smem_bytes<128>();
+    SKV_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    decode_split_kernel<128><<<grid, kThreads, smem, stream>>>(p);
+    SKV_CUDA_CHECK_LAUNCH();
+    decode_combine_kernel<128><<<combine_grid, 128, 0, stream>>>(p);
+    SKV_CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace
+
+int64_t attention_decode_batch_workspace_floats(int64_t n_seqs, int64_t n_q_heads, int64_t n_kv_heads,
+                                                int64_t head_dim, int64_t max_length, int device) {
+  if (n_kv_heads <= 0) return 0;
+  const int64_t group = n_q_heads / n_kv_heads, hpc = heads_per_cta(group);
+  const SplitPlan plan = plan_splits(n_seqs, n_kv_heads, (group + hpc - 1) / hpc, max_length, device);
+  return n_seqs * n_q_heads * plan.n_splits * (head_dim + 1);
+}
+
+void attention_decode_batch(const AttentionDecodeBatchArgs& a) {
+  for (auto [name, t] : {std::pair{"q", &a.q}, {"k_cache", &a.k_cache}, {"v_cache", &a.v_cache}, {"out", &a.out},
+                         {"workspace", &a.workspace}})
+    require_aligned("attention_decode_batch", name, *t, 16);
+  OpContext ctx(a.out);
+  const int64_t capacity = a.k_cache.dim(1);
+  run_decode(a.q.ptr<const float>(), a.k_cache.ptr<const __nv_bfloat16>(), a.v_cache.ptr<const __nv_bfloat16>(),
+             a.slots.ptr<const int32_t>(), a.lengths.ptr<const int32_t>(), a.out.ptr<float>(),
+             a.workspace.empty() ? nullptr : a.workspace.ptr<float>(), a.workspace.empty() ? 0 : a.workspace.dim(0),
+             a.q.dim(0), a.q.dim(1), a.k_cache.dim(2), a.q.dim(2), a.k_cache.dim(0), capacity, capacity,
+             a.max_length > 0 ? a.max_length : capacity, a.scale, a.out.device.index, ctx.stream);
+}
+
+void attention_decode(const AttentionDecodeArgs& a) {
+  for (auto [name, t] : {std::pair{"q", &a.q}, {"k", &a.k}, {"v", &a.v}, {"out", &a.out}})
+    require_aligned("attention_decode", name, *t, 16);
+  OpContext ctx(a.out);
+  const int64_t kv_len = a.k.dim(0);
+  run_decode(a.q.ptr<const float>(), a.k.ptr<const __nv_bfloat16>(), a.v.ptr<const __nv_bfloat16>(), nullptr,
+             nullptr, a.out.ptr<float>(), nullptr, 0, 1, a.q.dim(0), a.k.dim(1), a.q.dim(1), 1, kv_len, kv_len, kv_len,
+             a.scale, a.out.device.index, ctx.stream);
+}
+
+}  // namespace skv::cuda

@@ -1,0 +1,35 @@
+// The CUDA twins of the ops (ops.h), built with -DSKV_CUDA=ON. Arguments were validated by the dispatching
+// function in ops.cpp (same device, contiguous, dtypes and shapes). Every function enqueues on the thread's
+// current stream of the tensors' device (backend/device.h) and returns without synchronizing, except
+// sample_tokens into a CPU `out`, which waits for the result.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/ops.h"
+
+namespace skv::cuda {
+
+void embedding(const EmbeddingArgs& args);
+void rms_norm(const RmsNormArgs& args);
+void linear(const LinearArgs& args);
+void rope(const RopeArgs& args);
+void swiglu(const SwigluArgs& args);
+void add(const AddArgs& args);
+void attention_prefill(const AttentionPrefillArgs& args);
+void attention_decode(const AttentionDecodeArgs& args);
+void attention_decode_batch(const AttentionDecodeBatchArgs& args);
+void sample_tokens(const SampleTokensArgs& args);
+
+int64_t attention_decode_batch_workspace_floats(int64_t n_seqs, int64_t n_q_heads, int64_t n_kv_heads,
+                                                int64_t head_dim, int64_t max_length, int device);
+
+// linear with an explicit path, for the benchmark: 0 = automatic (as linear), 1 = cuBLAS, 2 = the small-n
+// kernel (n <= 8, bf16 w, in_features % 8 == 0; else cuBLAS).
+void linear_with_path(const LinearArgs& args, int path);
+// attention_prefill with an explicit kernel variant, for the benchmark: 1 = 8 warps x 16 query rows (the
+// default at head_dim 128), 2 = 4 warps x 32 query rows, 3 = as 1 with registers capped for 2 CTAs per SM (the
+// default at head_dim 64).
+void attention_prefill_with_variant(const AttentionPrefillArgs& args, int variant);
+
+}  // namespace skv::cuda

@@ -1,0 +1,229 @@
+// linear: out[n, out] f32 = x[n, in] f32 . w[out, in]^T (+ bias).
+//
+// bf16 w: x is first rounded to bf16 into the backend's scratch (ScratchSlot::kLinearInput, grow-only; the
+// planner pre-sizes it with reserve_scratch to max_tokens * max_in_features * 2 bytes), then
+//  - n <= 8 (decode) with in % 8 == 0: a bandwidth-bound kernel: each warp streams ROWS rows of w with 16-byte
+//    loads (evict-first), the x rows come from L1/L2, f32 accumulation, warp-shuffle reduction, bias fused;
+//  - otherwise cublasGemmEx (bf16 A/B, f32 C, CUBLAS_COMPUTE_32F) and a bias kernel.
+// f32 w: cublasGemmEx in f32 (no TF32) on x directly.
+#include <cublas_v2.h>
+
+#include <array>
+#include <string>
+
+#include "ops/cuda/common.cuh"
+#include "ops/cuda/cuda_ops.h"
+
+namespace skv::cuda {
+namespace {
+
+#define SKV_CUBLAS_CHECK(expr)                                                                             \
+  do {                                                                                                     \
+    const cublasStatus_t st_ = (expr);                                                                     \
+    if (st_ != CUBLAS_STATUS_SUCCESS)                                                                      \
+      throw Error(st_ == CUBLAS_STATUS_ALLOC_FAILED ? ErrorCode::kResource : ErrorCode::kInternal,         \
+                  std::string("cuBLAS error ") + cublasGetStatusName(st_) + " in " #expr " at " __FILE__ ":" + \
+                      std::to_string(__LINE__));                                                          \
+  } while (0)
+
+// One cuBLAS handle per thread and device (handles are not thread-safe), created on first use.
+cublasHandle_t cublas_handle(int device) {
+  struct Handles {
+    std::array<cublasHandle_t, 16> h{};
+    ~Handles() {
+      for (cublasHandle_t x : h)
+        if (x != nullptr) (void)cublasDestroy(x);
+    }
+  };
+  thread_local Handles handles;
+  SKV_ASSERT(device >= 0 && device < 16);
+  cublasHandle_t& h = handles.h[static_cast<size_t>(device)];
+  if (h == nullptr) SKV_CUBLAS_CHECK(cublasCreate(&h));
+  return h;
+}
+
+__global__ void cast_f32_to_bf16_kernel(const float* __restrict__ x, __nv_bfloat16* __restrict__ y, int64_t n,
+                                        bool vec4) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (vec4) {
+    for (int64_t i = i0; i < n / 4; i += stride) {
+      const float4 v = reinterpret_cast<const float4*>(x)[i];
+      __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+      uint2 packed;
+      packed.x = *reinterpret_cast<uint32_t*>(&lo);
+      packed.y = *reinterpret_cast<uint32_t*>(&hi);
+      reinterpret_cast<uint2*>(y)[i] = packed;
+    }
+  } else {
+    for (int64_t i = i0; i < n; i += stride) y[i] = __float2bfloat16_rn(x[i]);
+  }
+}
+
+__global__ void add_bias_kernel(float* __restrict__ out, const float* __restrict__ bias, int64_t n_rows,
+                                int64_t cols) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_rows * cols; i += stride)
+    out[i] += bias[i % cols];
+}
+
+__device__ __forceinline__ void bf16x8_to_f32(const uint4& v, float (&f)[8]) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+
+__device__ __forceinline__ uint4 load_stream16(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+constexpr int kGemvWarps = 4;
+
+// x [N, in] bf16, w [out, in] bf16 (in % 8 == 0), out [N, out] f32. Warp = ROWS consecutive output rows; each
+// lane takes 8 consecutive inputs per step of 256; the next step's weights are loaded before this step's math.
+template <int N, int ROWS>
+__global__ __launch_bounds__(kGemvWarps * 32) void gemv_small_n_kernel(const __nv_bfloat16* __restrict__ x,
+                                                                      const __nv_bfloat16* __restrict__ w,
+                                                                      const float* __restrict__ bias,
+                                                                      float* __restrict__ out, int in, int out_f) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int row0 = (blockIdx.x * kGemvWarps + warp) * ROWS;
+  if (row0 >= out_f) return;
+  float acc[ROWS][N];
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+    for (int t = 0; t < N; ++t) acc[r][t] = 0.0f;
+
+  auto load_w = [&](int k, uint4 (&wv)[ROWS]) {
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r)
+      wv[r] = (k < in && row0 + r < out_f) ? load_stream16(w + static_cast<int64_t>(row0 + r) * in + k)
+                                           : make_uint4(0, 0, 0, 0);
+  };
+  uint4 wcur[ROWS];
+  load_w(lane * 8, wcur);
+  for (int k = lane * 8; k < in; k += 256) {
+    uint4 wnext[ROWS];
+    load_w(k + 256, wnext);
+    float xf[N][8];
+#pragma unroll
+    for (int t = 0; t < N; ++t) {
+      const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(t) * in + k));
+      bf16x8_to_f32(xv, xf[t]);
+    }
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+      float wf[8];
+      bf16x8_to_f32(wcur[r], wf);
+#pragma unroll
+      for (int t = 0; t < N; ++t)
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[r][t] = fmaf(wf[e], xf[t][e], acc[r][t]);
+    }
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) wcur[r] = wnext[r];
+  }
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+    for (int t = 0; t < N; ++t) acc[r][t] = warp_sum(acc[r][t]);
+  if (lane == 0) {
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+      if (row0 + r >= out_f) break;
+      const float b = bias != nullptr ? bias[row0 + r] : 0.0f;
+#pragma unroll
+      for (int t = 0; t < N; ++t) out[static_cast<int64_t>(t) * out_f + row0 + r] = acc[r][t] + b;
+    }
+  }
+}
+
+template <int N>
+void launch_gemv(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, float* out, int in, int out_f,
+                 cudaStream_t stream) {
+  constexpr int kRows = N >= 4 ? 4 : 2;
+  const unsigned blocks = static_cast<unsigned>((out_f + kGemvWarps * kRows - 1) / (kGemvWarps * kRows));
+  gemv_small_n_kernel<N, kRows><<<blocks, kGemvWarps * 32, 0, stream>>>(x, w, bias, out, in, out_f);
+}
+
+void gemv_small_n(int n, const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, float* out, int in,
+                  int out_f, cudaStream_t stream) {
+  switch (n) {
+    case 1: launch_gemv<1>(x, w, bias, out, in, out_f, stream); break;
+    case 2: launch_gemv<2>(x, w, bias, out, in, out_f, stream); break;
+    case 3: launch_gemv<3>(x, w, bias, out, in, out_f, stream); break;
+    case 4: launch_gemv<4>(x, w, bias, out, in, out_f, stream); break;
+    case 5: launch_gemv<5>(x, w, bias, out, in, out_f, stream); break;
+    case 6: launch_gemv<6>(x, w, bias, out, in, out_f, stream); break;
+    case 7: launch_gemv<7>(x, w, bias, out, in, out_f, stream); break;
+    case 8: launch_gemv<8>(x, w, bias, out, in, out_f, stream); break;
+    default: SKV_ASSERT_MSG(false, "gemv_small_n: n must be 1..8");
+  }
+  SKV_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void linear_with_path(const LinearArgs& a, int path) {
+  const int64_t n = a.x.dim(0), in = a.x.dim(1), out_f = a.w.dim(0);
+  if (n == 0 || out_f == 0) return;
+  SKV_ASSERT_MSG(n <= INT32_MAX && in <= INT32_MAX && out_f <= INT32_MAX, "linear: sizes beyond int32");
+  OpContext ctx(a.out);
+  const int device = a.out.device.index;
+  float* out = a.out.ptr<float>();
+  const float* bias = a.bias.empty() ? nullptr : a.bias.ptr<const float>();
+  if (in == 0) {  // an empty sum: out = bias (or 0)
+    SKV_CUDA_CHECK(cudaMemsetAsync(out, 0, static_cast<size_t>(n * out_f) * sizeof(float), ctx.stream));
+    if (bias != nullptr) {
+      add_bias_kernel<<<blocks_for(n * out_f, 256, 132LL * 16), 256, 0, ctx.stream>>>(out, bias, n, out_f);
+      SKV_CUDA_CHECK_LAUNCH();
+    }
+    return;
+  }
+  cublasHandle_t handle = nullptr;
+  const float alpha = 1.0f, beta = 0.0f;
+  if (a.w.dtype == DType::kF32) {
+    handle = cublas_handle(device);
+    SKV_CUBLAS_CHECK(cublasSetStream(handle, ctx.stream));
+    SKV_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_f), static_cast<int>(n),
+                                  static_cast<int>(in), &alpha, a.w.data, CUDA_R_32F, static_cast<int>(in), a.x.data,
+                                  CUDA_R_32F, static_cast<int>(in), &beta, out, CUDA_R_32F, static_cast<int>(out_f),
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  } else {
+    SKV_ASSERT(a.w.dtype == DType::kBF16);
+    auto* xb = static_cast<__nv_bfloat16*>(
+        scratch(ScratchSlot::kLinearInput, static_cast<size_t>(n * in) * sizeof(__nv_bfloat16), device));
+    cast_f32_to_bf16_kernel<<<blocks_for(n * in / 4 + 1, 256, 132LL * 8), 256, 0, ctx.stream>>>(
+        a.x.ptr<const float>(), xb, n * in, (n * in) % 4 == 0 && aligned16(a.x.data));
+    SKV_CUDA_CHECK_LAUNCH();
+    const bool small_ok = n <= 8 && in % 8 == 0 && aligned16(a.w.data);
+    const bool use_small = small_ok && (path == 0 || path == 2);
+    if (use_small) {
+      gemv_small_n(static_cast<int>(n), xb, a.w.ptr<const __nv_bfloat16>(), bias, out, static_cast<int>(in),
+                   static_cast<int>(out_f), ctx.stream);
+      return;  // bias fused
+    }
+    handle = cublas_handle(device);
+    SKV_CUBLAS_CHECK(cublasSetStream(handle, ctx.stream));
+    SKV_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_f), static_cast<int>(n),
+                                  static_cast<int>(in), &alpha, a.w.data, CUDA_R_16BF, static_cast<int>(in), xb,
+                                  CUDA_R_16BF, static_cast<int>(in), &beta, out, CUDA_R_32F, static_cast<int>(out_f),
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+  if (bias != nullptr) {
+    add_bias_kernel<<<blocks_for(n * out_f, 256, 132LL * 16), 256, 0, ctx.stream>>>(out, bias, n, out_f);
+    SKV_CUDA_CHECK_LAUNCH();
+  }
+}
+
+void linear(const LinearArgs& a) { linear_with_path(a, 0); }
+
+}  // namespace skv::cuda

@@ -1,0 +1,514 @@
+// Every CUDA op against its CPU twin on fresh random inputs and awkward shapes; the attention kernels also
+// against a float64 reference. Outputs are poisoned with NaN before each run, and every element must come back
+// finite (written). Skipped without a CUDA device.
+//
+// Tolerances: f32 kernels (embedding, rms_norm, rope, swiglu, add, f32 linear) element-wise within ~1e-5
+// relative. bf16 paths (bf16 linear, attention with bf16 K/V and bf16 products): relative L2 error
+// ||got - want|| / ||want|| <= 1e-2 (expected a few 1e-3), with the CPU twin given the same bf16-rounded weights,
+// keys and values in f32, so the error measured is the kernel's own rounding (x, q and P rounded to bf16).
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "backend/device.h"
+#include "core/buffer.h"
+#include "ops/cuda/cuda_ops.h"
+#include "ops/ops.h"
+#include "testing/tensor_testing.h"
+
+namespace skv {
+namespace {
+
+using testing::random_floats;
+using testing::random_tensor;
+using testing::relative_l2_error;
+
+// Skips without a device, unless SKV_REQUIRE_CUDA is set (scripts/gpu_check.sh): then a missing device fails.
+#define REQUIRE_CUDA()                                                                   \
+  do {                                                                                   \
+    if (!cuda_available()) {                                                             \
+      if (std::getenv("SKV_REQUIRE_CUDA") != nullptr) FAIL() << "SKV_REQUIRE_CUDA is set but no CUDA device"; \
+      GTEST_SKIP() << "no CUDA device";                                                  \
+    }                                                                                    \
+  } while (0)
+
+constexpr double kBf16RelL2 = 1e-2;
+
+uint16_t to_bits(float f, DType dt) { return dt == DType::kBF16 ? f32_to_bf16(f) : f32_to_f16(f); }
+
+// A device copy of f32 host data in dtype dt (f32, bf16 or f16).
+DeviceBuffer upload(const float* data, Shape shape, DType dt) {
+  const auto n = static_cast<size_t>(shape.numel());
+  DeviceBuffer d(dt, shape);
+  if (dt == DType::kF32) {
+    copy_to_device(d.view(), TensorView(const_cast<float*>(data), DType::kF32, shape));
+  } else {
+    std::vector<uint16_t> bits(n);
+    for (size_t i = 0; i < n; ++i) bits[i] = to_bits(data[i], dt);
+    copy_to_device(d.view(), TensorView(bits.data(), dt, shape));
+  }
+  return d;
+}
+DeviceBuffer upload(const HostBuffer& h, DType dt = DType::kF32) {
+  return upload(h.ptr<float>(), h.view().shape, dt);
+}
+template <typename T>
+DeviceBuffer upload_ints(const std::vector<T>& v, DType dt) {
+  DeviceBuffer d(dt, {static_cast<int64_t>(v.size())});
+  copy_to_device(d.view(), TensorView(const_cast<T*>(v.data()), dt, {static_cast<int64_t>(v.size())}));
+  return d;
+}
+
+// f32 values rounded through bf16 (what the CPU twin gets when the GPU gets bf16).
+HostBuffer round_bf16(const HostBuffer& h) {
+  const TensorView v = h.view();
+  HostBuffer r(DType::kF32, v.shape);
+  for (int64_t i = 0; i < v.numel(); ++i) r.ptr<float>()[i] = bf16_to_f32(f32_to_bf16(h.ptr<float>()[i]));
+  return r;
+}
+
+// Fills a device f32 tensor with NaN.
+void poison(const TensorView& d) {
+  std::vector<float> nan(static_cast<size_t>(d.numel()), std::numeric_limits<float>::quiet_NaN());
+  copy_to_device(d, TensorView(nan.data(), DType::kF32, d.shape));
+}
+
+HostBuffer download(const TensorView& d) {
+  HostBuffer h(DType::kF32, d.shape);
+  synchronize_device(d.device.index);
+  copy_to_host(h.view(), d);
+  return h;
+}
+
+// Every element finite (the kernel wrote it) and the relative L2 error within tol.
+::testing::AssertionResult close_l2(const HostBuffer& got, const HostBuffer& want, double tol) {
+  const TensorView g = got.view(), w = want.view();
+  if (!(g.shape == w.shape)) return ::testing::AssertionFailure() << "shapes differ";
+  const auto n = static_cast<size_t>(g.numel());
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(got.ptr<float>()[i]))
+      return ::testing::AssertionFailure() << "element " << i << " is " << got.ptr<float>()[i] << " (not written?)";
+  const double err = relative_l2_error(got.ptr<float>(), want.ptr<float>(), n);
+  if (!(err <= tol)) return ::testing::AssertionFailure() << "relative L2 error " << err << " > " << tol;
+  return ::testing::AssertionSuccess() << "relative L2 error " << err;
+}
+
+TEST(OpsCuda, DeviceBasics) {
+  REQUIRE_CUDA();
+  const DeviceProperties& p = device_properties(0);
+  EXPECT_GT(p.multiprocessors, 0);
+  EXPECT_GT(p.total_memory, size_t{0});
+  auto h = random_tensor({3, 5}, 1);
+  DeviceBuffer d = upload(h);
+  EXPECT_EQ(d.view().device.kind, DeviceKind::kCuda);
+  DeviceBuffer moved = std::move(d);
+  EXPECT_EQ(d.data(), nullptr);
+  HostBuffer back = download(moved.view());
+  EXPECT_EQ(std::memcmp(back.data(), h.data(), 15 * sizeof(float)), 0);
+  // Errors are exceptions, never exits: an absurd allocation is a kResource error.
+  try {
+    DeviceBuffer huge(size_t{1} << 50);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kResource);
+  }
+  // Mixed devices are rejected by validation.
+  HostBuffer out(DType::kF32, {3, 5});
+  EXPECT_THROW(add({.a = moved.view(), .b = h.view(), .out = out.view()}), Error);
+}
+
+TEST(OpsCuda, EmbeddingMatchesCpu) {
+  REQUIRE_CUDA();
+  for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+    for (int64_t dim : {1, 3, 129, 4097}) {
+      const int64_t vocab = 37, n = 7;
+      auto table_f = random_floats(static_cast<size_t>(vocab * dim), 2 + static_cast<uint64_t>(dim));
+      HostBuffer table(dt, {vocab, dim});
+      for (int64_t i = 0; i < vocab * dim; ++i) {
+        if (dt == DType::kF32) table.ptr<float>()[i] = table_f[static_cast<size_t>(i)];
+        else table.ptr<uint16_t>()[i] = to_bits(table_f[static_cast<size_t>(i)], dt);
+      }
+      std::vector<int32_t> ids{5, 0, 36, 5, 17, 1, 35};
+      HostBuffer want(DType::kF32, {n, dim});
+      embedding({.ids = TensorView(ids.data(), DType::kI32, {n}), .table = table.view(), .out = want.view()});
+      DeviceBuffer d_table(dt, {vocab, dim}), d_out(DType::kF32, {n, dim});
+      copy_to_device(d_table.view(), table.view());
+      DeviceBuffer d_ids = upload_ints(ids, DType::kI32);
+      poison(d_out.view());
+      embedding({.ids = d_ids.view(), .table = d_table.view(), .out = d_out.view()});
+      EXPECT_TENSOR_NEAR(download(d_out.view()).view(), want.view(), 0, 0) << dtype_name(dt) << " dim " << dim;
+    }
+  }
+  // An id outside the vocabulary gives a NaN row on CUDA (the host cannot check device ids).
+  DeviceBuffer d_table = upload(random_tensor({4, 2}, 3)), d_out(DType::kF32, {2, 2});
+  DeviceBuffer d_ids = upload_ints(std::vector<int32_t>{1, 4}, DType::kI32);
+  embedding({.ids = d_ids.view(), .table = d_table.view(), .out = d_out.view()});
+  HostBuffer got = download(d_out.view());
+  EXPECT_TRUE(std::isfinite(got.ptr<float>()[0]));
+  EXPECT_TRUE(std::isnan(got.ptr<float>()[2]) && std::isnan(got.ptr<float>()[3]));
+}
+
+TEST(OpsCuda, RmsNormMatchesCpu) {
+  REQUIRE_CUDA();
+  for (DType wdt : {DType::kF32, DType::kBF16, DType::kF16})
+    for (int64_t n : {1, 3, 129})
+      for (int64_t dim : {1, 3, 129, 4096, 4097}) {
+        auto x = random_tensor({n, dim}, 10 + static_cast<uint64_t>(n * dim), -3, 3);
+        auto w = random_tensor({dim}, 11, 0.5, 1.5);
+        HostBuffer w_cpu = wdt == DType::kF32 ? random_tensor({dim}, 11, 0.5, 1.5) : HostBuffer(DType::kF32, {dim});
+        if (wdt != DType::kF32)
+          for (int64_t j = 0; j < dim; ++j)
+            w_cpu.ptr<float>()[j] = wdt == DType::kBF16 ? bf16_to_f32(f32_to_bf16(w.ptr<float>()[j]))
+                                                        : f16_to_f32(f32_to_f16(w.ptr<float>()[j]));
+        HostBuffer want(DType::kF32, {n, dim});
+        rms_norm({.x = x.view(), .w = w_cpu.view(), .out = want.view(), .eps = 1e-6f});
+        DeviceBuffer dx = upload(x), dw = upload(w, wdt), dout(DType::kF32, {n, dim});
+        poison(dout.view());
+        rms_norm({.x = dx.view(), .w = dw.view(), .out = dout.view(), .eps = 1e-6f});
+        EXPECT_TENSOR_NEAR(download(dout.view()).view(), want.view(), 1e-5, 1e-5) << n << "x" << dim;
+        // in place
+        rms_norm({.x = dx.view(), .w = dw.view(), .out = dx.view(), .eps = 1e-6f});
+        EXPECT_TENSOR_NEAR(download(dx.view()).view(), want.view(), 1e-5, 1e-5) << "in place " << n << "x" << dim;
+      }
+}
+
+TEST(OpsCuda, LinearMatchesCpu) {
+  REQUIRE_CUDA();
+  struct Case { int64_t n, in, out; };
+  for (Case c : {Case{1, 64, 33}, Case{3, 129, 7}, Case{8, 4096, 1024}, Case{1, 4096, 4100}, Case{5, 1000, 513},
+                 Case{9, 256, 300}, Case{129, 512, 257}, Case{1, 1, 1}, Case{2, 14336, 64}}) {
+    auto x = random_tensor({c.n, c.in}, 20 + static_cast<uint64_t>(c.n * c.in));
+    auto w = random_tensor({c.out, c.in}, 21 + static_cast<uint64_t>(c.out));
+    auto b = random_tensor({c.out}, 22);
+    const HostBuffer w_rounded = round_bf16(w);
+    DeviceBuffer dx = upload(x), dw16 = upload(w, DType::kBF16), dw32 = upload(w), db = upload(b);
+    for (bool with_bias : {false, true}) {
+      const std::string what = std::to_string(c.n) + "x" + std::to_string(c.in) + "->" + std::to_string(c.out) +
+                               (with_bias ? " +bias" : "");
+      // bf16 weights: every path (auto, cuBLAS, small-n kernel) against the CPU with the rounded weights.
+      HostBuffer want16(DType::kF32, {c.n, c.out});
+      linear({.x = x.view(), .w = w_rounded.view(), .bias = with_bias ? b.view() : TensorView(), .out = want16.view()});
+      for (int path : {0, 1, 2}) {
+        DeviceBuffer dout(DType::kF32, {c.n, c.out});
+        poison(dout.view());
+        cuda::linear_with_path({.x = dx.view(), .w = dw16.view(), .bias = with_bias ? db.view() : TensorView(),
+                                .out = dout.view()},
+                               path);
+        EXPECT_TRUE(close_l2(download(dout.view()), want16, kBf16RelL2)) << what << " bf16 path " << path;
+      }
+      // f32 weights: cuBLAS in f32.
+      HostBuffer want32(DType::kF32, {c.n, c.out});
+      linear({.x = x.view(), .w = w.view(), .bias = with_bias ? b.view() : TensorView(), .out = want32.view()});
+      DeviceBuffer dout(DType::kF32, {c.n, c.out});
+      poison(dout.view());
+      linear({.x = dx.view(), .w = dw32.view(), .bias = with_bias ? db.view() : TensorView(), .out = dout.view()});
+      EXPECT_TENSOR_NEAR(download(dout.view()).view(), want32.view(), 1e-4, 1e-4) << what << " f32";
+    }
+  }
+}
+
+TEST(OpsCuda, RopeMatchesCpuAtLongPositions) {
+  REQUIRE_CUDA();
+  for (int64_t n : {1, 3, 129})
+    for (int64_t head_dim : {64, 128})
+      for (double scale : {1.0, 0.25}) {
+        const int64_t heads = 3, half = head_dim / 2;
+        auto x = random_tensor({n, heads, head_dim}, 30 + static_cast<uint64_t>(n));
+        std::vector<int64_t> pos(static_cast<size_t>(n));
+        std::mt19937_64 rng(31 + static_cast<uint64_t>(n));
+        for (auto& p : pos) p = static_cast<int64_t>(rng() % 131072);
+        pos[0] = 131071;
+        std::vector<float> inv(static_cast<size_t>(half));
+        for (int64_t i = 0; i < half; ++i)
+          inv[static_cast<size_t>(i)] = static_cast<float>(std::pow(500000.0, -2.0 * static_cast<double>(i) / head_dim));
+        DeviceBuffer dx = upload(x), dpos = upload_ints(pos, DType::kI64);
+        DeviceBuffer dinv = upload(inv.data(), {half}, DType::kF32);
+        rope({.x = x.view(), .positions = TensorView(pos.data(), DType::kI64, {n}),
+              .inv_freq = TensorView(inv.data(), DType::kF32, {half}), .position_scale = scale});
+        rope({.x = dx.view(), .positions = dpos.view(), .inv_freq = dinv.view(), .position_scale = scale});
+        EXPECT_TENSOR_NEAR(download(dx.view()).view(), x.view(), 1e-5, 1e-5) << n << " " << head_dim;
+      }
+}
+
+TEST(OpsCuda, SwigluAndAddMatchCpu) {
+  REQUIRE_CUDA();
+  for (int64_t n : {1, 3, 129, 4097})
+    for (int64_t dim : {3, 128, 129}) {
+      auto g = random_tensor({n, dim}, 40, -8, 8), u = random_tensor({n, dim}, 41);
+      HostBuffer want_s(DType::kF32, {n, dim}), want_a(DType::kF32, {n, dim});
+      swiglu({.gate = g.view(), .up = u.view(), .out = want_s.view()});
+      add({.a = g.view(), .b = u.view(), .out = want_a.view()});
+      DeviceBuffer dg = upload(g), du = upload(u), ds(DType::kF32, {n, dim}), da(DType::kF32, {n, dim});
+      poison(ds.view());
+      poison(da.view());
+      swiglu({.gate = dg.view(), .up = du.view(), .out = ds.view()});
+      add({.a = dg.view(), .b = du.view(), .out = da.view()});
+      EXPECT_TENSOR_NEAR(download(ds.view()).view(), want_s.view(), 1e-6, 1e-5) << n << "x" << dim;
+      EXPECT_TENSOR_NEAR(download(da.view()).view(), want_a.view(), 0, 0) << n << "x" << dim;
+      // in place (out aliases the first input)
+      swiglu({.gate = dg.view(), .up = du.view(), .out = dg.view()});
+      EXPECT_TENSOR_NEAR(download(dg.view()).view(), want_s.view(), 1e-6, 1e-5) << "in place";
+    }
+}
+
+// float64 attention for some query rows: out[i, h] = softmax_{j <= q_start + i} (q . k_j * scale) . v
+// (causal), or over all kv_len keys when kv_len_all > 0.
+void reference_rows(const float* q, const float* k, const float* v, float* out, const std::vector<int64_t>& rows,
+                    int64_t n_q_heads, int64_t n_kv_heads, int64_t head_dim, int64_t q_start, int64_t kv_row0 = 0) {
+  const int64_t group = n_q_heads / n_kv_heads;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  for (size_t ri = 0; ri < rows.size(); ++ri) {
+    const int64_t i = rows[ri];
+    for (int64_t h = 0; h < n_q_heads; ++h) {
+      const int64_t kvh = h / group, n_keys = q_start + i + 1;
+      std::vector<double> s(static_cast<size_t>(n_keys));
+      double mx = -1e300;
+      for (int64_t j = 0; j < n_keys; ++j) {
+        double d = 0;
+        for (int64_t e = 0; e < head_dim; ++e)
+          d += static_cast<double>(q[(i * n_q_heads + h) * head_dim + e]) *
+               k[((kv_row0 + j) * n_kv_heads + kvh) * head_dim + e];
+        s[static_cast<size_t>(j)] = d * scale;
+        mx = std::max(mx, d * scale);
+      }
+      double den = 0;
+      for (auto& x : s) den += (x = std::exp(x - mx));
+      for (int64_t e = 0; e < head_dim; ++e) {
+        double acc = 0;
+        for (int64_t j = 0; j < n_keys; ++j)
+          acc += s[static_cast<size_t>(j)] * v[((kv_row0 + j) * n_kv_heads + kvh) * head_dim + e];
+        out[(static_cast<int64_t>(ri) * n_q_heads + h) * head_dim + e] = static_cast<float>(acc / den);
+      }
+    }
+  }
+}
+
+// Rows `rows` of a [n, heads, head_dim] tensor, as a [rows, heads, head_dim] buffer.
+HostBuffer pick_rows(const HostBuffer& t, const std::vector<int64_t>& rows, int64_t row_elems) {
+  HostBuffer r(DType::kF32, {static_cast<int64_t>(rows.size()), row_elems});
+  for (size_t i = 0; i < rows.size(); ++i)
+    std::copy_n(t.ptr<float>() + rows[i] * row_elems, row_elems, r.ptr<float>() + static_cast<int64_t>(i) * row_elems);
+  return r;
+}
+
+std::vector<int64_t> sample_rows(int64_t n, size_t count, uint64_t seed) {
+  std::vector<int64_t> rows;
+  if (static_cast<size_t>(n) <= count) {
+    rows.resize(static_cast<size_t>(n));
+    std::iota(rows.begin(), rows.end(), 0);
+    return rows;
+  }
+  std::mt19937_64 rng(seed);
+  rows = {0, n - 1};
+  while (rows.size() < count) rows.push_back(static_cast<int64_t>(rng() % static_cast<uint64_t>(n)));
+  return rows;
+}
+
+TEST(OpsCuda, AttentionPrefillMatchesCpuAndFloat64) {
+  REQUIRE_CUDA();
+  struct Case { int64_t n_q, q_start, n_q_heads, n_kv_heads, head_dim; };
+  const Case cases[] = {
+      {1, 0, 8, 8, 64},       {3, 0, 32, 8, 128},   {129, 0, 32, 8, 128},  {129, 64, 8, 1, 64},
+      {4097, 0, 8, 2, 128},   {300, 1000, 28, 4, 128} /* 7:1 */,           {77, 0, 4, 4, 128},
+      {1000, 3097, 32, 8, 128}, {65, 3, 16, 16, 64}, {200, 0, 8, 1, 128} /* 8:1 */};
+  for (const Case& c : cases) {
+    for (DType q_dtype : {DType::kF32, DType::kBF16}) {
+      const int64_t kv_len = c.q_start + c.n_q, row = c.n_q_heads * c.head_dim;
+      const uint64_t seed = static_cast<uint64_t>(c.n_q * 131 + c.q_start * 7 + c.n_q_heads);
+      auto q = random_tensor({c.n_q, c.n_q_heads, c.head_dim}, seed, -2, 2);
+      auto k = round_bf16(random_tensor({kv_len, c.n_kv_heads, c.head_dim}, seed + 1, -2, 2));
+      auto v = round_bf16(random_tensor({kv_len, c.n_kv_heads, c.head_dim}, seed + 2));
+      const HostBuffer q_cpu = q_dtype == DType::kBF16 ? round_bf16(q) : random_tensor({c.n_q, c.n_q_heads, c.head_dim}, seed, -2, 2);
+      const std::string what = "n_q " + std::to_string(c.n_q) + " q_start " + std::to_string(c.q_start) + " heads " +
+                               std::to_string(c.n_q_heads) + "/" + std::to_string(c.n_kv_heads) + " d " +
+                               std::to_string(c.head_dim) + " q " + dtype_name(q_dtype);
+      HostBuffer want(DType::kF32, {c.n_q, c.n_q_heads, c.head_dim});
+      attention_prefill({.q = q_cpu.view(), .k = k.view(), .v = v.view(), .out = want.view(), .q_start = c.q_start});
+      DeviceBuffer dq = upload(q, q_dtype), dk = upload(k, DType::kBF16), dv = upload(v, DType::kBF16);
+      DeviceBuffer dout(DType::kF32, {c.n_q, c.n_q_heads, c.head_dim});
+      for (int variant : {0, 1, 2, 3}) {  // 0: through the dispatcher (the default variant)
+        poison(dout.view());
+        AttentionPrefillArgs args{.q = dq.view(), .k = dk.view(), .v = dv.view(), .out = dout.view(), .q_start = c.q_start};
+        if (variant == 0) attention_prefill(args);
+        else cuda::attention_prefill_with_variant(args, variant);
+        HostBuffer got = download(dout.view());
+        EXPECT_TRUE(close_l2(got, want, kBf16RelL2)) << what << " variant " << variant << " vs CPU twin";
+        if (variant != 0) continue;
+        const auto rows = sample_rows(c.n_q, 48, seed);
+        HostBuffer ref(DType::kF32, {static_cast<int64_t>(rows.size()), c.n_q_heads, c.head_dim});
+        reference_rows(q_cpu.ptr<float>(), k.ptr<float>(), v.ptr<float>(), ref.ptr<float>(), rows, c.n_q_heads,
+                       c.n_kv_heads, c.head_dim, c.q_start);
+        HostBuffer got_rows = pick_rows(got, rows, row);
+        HostBuffer ref_view(DType::kF32, {static_cast<int64_t>(rows.size()), row});
+        std::copy_n(ref.ptr<float>(), ref_view.view().numel(), ref_view.ptr<float>());
+        EXPECT_TRUE(close_l2(got_rows, ref_view, kBf16RelL2)) << what << " vs float64";
+      }
+    }
+  }
+}
+
+struct DecodeCase {
+  int64_t n_q_heads, n_kv_heads, head_dim, capacity;
+  std::vector<int32_t> lengths;
+};
+
+void run_decode_case(const DecodeCase& c, uint64_t seed) {
+  const int64_t n_seqs = static_cast<int64_t>(c.lengths.size()), n_slots = n_seqs + 1;
+  const int64_t kv_row = c.n_kv_heads * c.head_dim, slot_elems = c.capacity * kv_row;
+  // slots: reversed, slot 0 unused; keys past each length are NaN on the device (never read).
+  std::vector<int32_t> slots(static_cast<size_t>(n_seqs));
+  for (int64_t i = 0; i < n_seqs; ++i) slots[static_cast<size_t>(i)] = static_cast<int32_t>(n_slots - 1 - i);
+  HostBuffer kc(DType::kF32, {n_slots, c.capacity, c.n_kv_heads, c.head_dim});
+  HostBuffer vc(DType::kF32, {n_slots, c.capacity, c.n_kv_heads, c.head_dim});
+  const size_t total = static_cast<size_t>(n_slots * slot_elems);
+  std::vector<uint16_t> kb(total, 0x7fc0), vb(total, 0x7fc0);  // bf16 NaN
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (int64_t i = 0; i < n_seqs; ++i) {
+    const int64_t base = slots[static_cast<size_t>(i)] * slot_elems;
+    for (int64_t e = 0; e < c.lengths[static_cast<size_t>(i)] * kv_row; ++e) {
+      const uint16_t kbits = f32_to_bf16(2.0f * dist(rng)), vbits = f32_to_bf16(dist(rng));
+      kb[static_cast<size_t>(base + e)] = kbits;
+      vb[static_cast<size_t>(base + e)] = vbits;
+      kc.ptr<float>()[base + e] = bf16_to_f32(kbits);
+      vc.ptr<float>()[base + e] = bf16_to_f32(vbits);
+    }
+  }
+  auto q = random_tensor({n_seqs, c.n_q_heads, c.head_dim}, seed + 1, -2, 2);
+  HostBuffer want(DType::kF32, {n_seqs, c.n_q_heads, c.head_dim});
+  attention_decode_batch({.q = q.view(), .k_cache = kc.view(), .v_cache = vc.view(),
+                          .slots = TensorView(slots.data(), DType::kI32, {n_seqs}),
+                          .lengths = TensorView(const_cast<int32_t*>(c.lengths.data()), DType::kI32, {n_seqs}),
+                          .out = want.view()});
+  DeviceBuffer dk(DType::kBF16, kc.view().shape), dv(DType::kBF16, vc.view().shape);
+  copy_to_device(dk.view(), TensorView(kb.data(), DType::kBF16, kc.view().shape));
+  copy_to_device(dv.view(), TensorView(vb.data(), DType::kBF16, vc.view().shape));
+  DeviceBuffer dq = upload(q), dslots = upload_ints(slots, DType::kI32), dlen = upload_ints(c.lengths, DType::kI32);
+  DeviceBuffer dout(DType::kF32, {n_seqs, c.n_q_heads, c.head_dim});
+  const int32_t max_len = *std::max_element(c.lengths.begin(), c.lengths.end());
+  std::string what = "heads " + std::to_string(c.n_q_heads) + "/" + std::to_string(c.n_kv_heads) + " d " +
+                     std::to_string(c.head_dim) + " lengths";
+  for (int32_t l : c.lengths) what += " " + std::to_string(l);
+  for (int64_t max_length : {int64_t{0}, int64_t{max_len}}) {
+    poison(dout.view());
+    attention_decode_batch({.q = dq.view(), .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslots.view(),
+                            .lengths = dlen.view(), .out = dout.view(), .max_length = max_length});
+    HostBuffer got = download(dout.view());
+    EXPECT_TRUE(close_l2(got, want, kBf16RelL2)) << what << " max_length " << max_length << " vs CPU twin";
+    // each sequence on its own too (a long one must not hide a wrong short one)
+    for (int64_t i = 0; i < n_seqs; ++i) {
+      const int64_t off = i * c.n_q_heads * c.head_dim, n = c.n_q_heads * c.head_dim;
+      const double err = relative_l2_error(got.ptr<float>() + off, want.ptr<float>() + off, static_cast<size_t>(n));
+      EXPECT_LE(err, kBf16RelL2) << what << " sequence " << i;
+    }
+  }
+  // float64 reference, per sequence
+  for (int64_t i = 0; i < n_seqs; ++i) {
+    const int32_t len = c.lengths[static_cast<size_t>(i)];
+    HostBuffer ref(DType::kF32, {1, c.n_q_heads * c.head_dim});
+    // As a causal prefill of one query at position len - 1 over the slot's rows.
+    reference_rows(q.ptr<float>() + i * c.n_q_heads * c.head_dim, kc.ptr<float>() + slots[static_cast<size_t>(i)] * slot_elems,
+                   vc.ptr<float>() + slots[static_cast<size_t>(i)] * slot_elems, ref.ptr<float>(), {0}, c.n_q_heads,
+                   c.n_kv_heads, c.head_dim, len - 1);
+    HostBuffer got = download(dout.view());
+    HostBuffer got_i(DType::kF32, {1, c.n_q_heads * c.head_dim});
+    std::copy_n(got.ptr<float>() + i * c.n_q_heads * c.head_dim, c.n_q_heads * c.head_dim, got_i.ptr<float>());
+    EXPECT_TRUE(close_l2(got_i, ref, kBf16RelL2)) << what << " sequence " << i << " vs float64";
+  }
+}
+
+TEST(OpsCuda, AttentionDecodeBatchMatchesCpuAndFloat64) {
+  REQUIRE_CUDA();
+  run_decode_case({32, 8, 128, 32768, {1, 7, 4097, 32768}}, 100);  // Llama-3-8B shape, lengths 1..32K in one batch
+  run_decode_case({8, 8, 64, 300, {1, 300, 129}}, 101);            // 1:1
+  run_decode_case({16, 2, 64, 5000, {4097, 3, 64, 65}}, 102);      // 8:1
+  run_decode_case({28, 4, 128, 2000, {1999, 1}}, 103);             // 7:1
+  run_decode_case({32, 1, 128, 700, {700}}, 104);                  // 32:1 (two CTAs per KV head)
+}
+
+TEST(OpsCuda, AttentionDecodeBatchInvalidSequenceGivesNaNOnly) {
+  REQUIRE_CUDA();
+  const int64_t n_q_heads = 8, n_kv_heads = 2, head_dim = 64, capacity = 100;
+  auto q = random_tensor({3, n_q_heads, head_dim}, 110);
+  auto kv = random_tensor({2, capacity, n_kv_heads, head_dim}, 111);
+  DeviceBuffer dq = upload(q), dk = upload(kv, DType::kBF16), dv = upload(kv, DType::kBF16);
+  DeviceBuffer dslots = upload_ints(std::vector<int32_t>{0, 5, 1}, DType::kI32);
+  DeviceBuffer dlen = upload_ints(std::vector<int32_t>{10, 10, 101}, DType::kI32);
+  DeviceBuffer dout(DType::kF32, {3, n_q_heads, head_dim});
+  attention_decode_batch({.q = dq.view(), .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslots.view(),
+                          .lengths = dlen.view(), .out = dout.view()});
+  HostBuffer got = download(dout.view());
+  for (int64_t e = 0; e < n_q_heads * head_dim; ++e) {
+    EXPECT_TRUE(std::isfinite(got.ptr<float>()[e]));
+    EXPECT_TRUE(std::isnan(got.ptr<float>()[n_q_heads * head_dim + e]));      // slot 5 of 2
+    EXPECT_TRUE(std::isnan(got.ptr<float>()[2 * n_q_heads * head_dim + e]));  // length 101 > capacity
+  }
+}
+
+TEST(OpsCuda, AttentionDecodeMatchesCpu) {
+  REQUIRE_CUDA();
+  for (int64_t kv_len : {1, 3, 129, 4097}) {
+    const int64_t n_q_heads = 32, n_kv_heads = 8, head_dim = 128;
+    auto q = random_tensor({n_q_heads, head_dim}, 120, -2, 2);
+    auto k = round_bf16(random_tensor({kv_len, n_kv_heads, head_dim}, 121, -2, 2));
+    auto v = round_bf16(random_tensor({kv_len, n_kv_heads, head_dim}, 122));
+    HostBuffer want(DType::kF32, {n_q_heads, head_dim});
+    attention_decode({.q = q.view(), .k = k.view(), .v = v.view(), .out = want.view()});
+    DeviceBuffer dq = upload(q), dk = upload(k, DType::kBF16), dv = upload(v, DType::kBF16);
+    DeviceBuffer dout(DType::kF32, {n_q_heads, head_dim});
+    poison(dout.view());
+    attention_decode({.q = dq.view(), .k = dk.view(), .v = dv.view(), .out = dout.view()});
+    EXPECT_TRUE(close_l2(download(dout.view()), want, kBf16RelL2)) << "kv_len " << kv_len;
+  }
+}
+
+TEST(OpsCuda, SampleTokensMatchesCpuTokenForToken) {
+  REQUIRE_CUDA();
+  for (int64_t vocab : {1, 7, 1000, 128256}) {
+    const int64_t n_seqs = 8;
+    auto logits = random_tensor({n_seqs, vocab}, 130 + static_cast<uint64_t>(vocab), -4, 4);
+    // ties: repeated values, and a row of equal logits
+    for (int64_t j = 0; j < vocab; j += 3) logits.ptr<float>()[1 * vocab + j] = 2.5f;
+    for (int64_t j = 0; j < vocab; ++j) logits.ptr<float>()[5 * vocab + j] = 0.0f;
+    if (vocab > 1) logits.ptr<float>()[5 * vocab + 1] = -0.0f;
+    DeviceBuffer dl = upload(logits);
+    std::mt19937_64 rng(131);
+    for (int round = 0; round < 20; ++round) {
+      std::vector<TokenSamplingParams> params = {
+          {.temperature = 0.0f},
+          {.temperature = 0.0f},
+          {.temperature = 0.7f, .top_k = 50},
+          {.temperature = 1.0f, .top_p = 0.9f},
+          {.temperature = 1.3f},
+          {.temperature = 1.0f, .top_k = 1},
+          {.temperature = 0.5f, .top_k = 10, .top_p = 0.5f},
+          {.temperature = 2.0f, .top_k = 3000, .top_p = 0.95f},
+      };
+      if (round % 2 == 1) params[5].temperature = 0.8f, params[5].top_k = 0;  // the all-equal row, sampled
+      for (auto& p : params) p.uniform = std::generate_canonical<double, 53>(rng);
+      std::vector<int32_t> want(static_cast<size_t>(n_seqs)), got_host(static_cast<size_t>(n_seqs), -7);
+      sample_tokens({.logits = logits.view(), .params = params, .out = TensorView(want.data(), DType::kI32, {n_seqs})});
+      // out on the host
+      sample_tokens({.logits = dl.view(), .params = params, .out = TensorView(got_host.data(), DType::kI32, {n_seqs})});
+      EXPECT_EQ(got_host, want) << "vocab " << vocab << " round " << round;
+      // out on the device
+      DeviceBuffer dout(DType::kI32, {n_seqs});
+      sample_tokens({.logits = dl.view(), .params = params, .out = dout.view()});
+      std::vector<int32_t> got_dev(static_cast<size_t>(n_seqs), -7);
+      synchronize_device(0);
+      copy_to_host(TensorView(got_dev.data(), DType::kI32, {n_seqs}), dout.view());
+      EXPECT_EQ(got_dev, want) << "vocab " << vocab << " round " << round << " (device out)";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace skv
