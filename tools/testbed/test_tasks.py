@@ -1,0 +1,53 @@
+"""Light unit tests of the task generators: python3 tools/testbed/test_tasks.py (CPU, seconds)."""
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tasks as T  # noqa: E402
+import tokenizer_util as TU  # noqa: E402
+
+TEXT = ("In the beginning God created the heaven and the earth. And the earth was without form, and void; "
+        "and darkness was upon the face of the deep.\nAnd God said, Let there be light: and there was light. "
+        "Hackers are people who enjoy exploring the details of programmable systems! Why? Because it is fun.\n") * 40
+
+
+def main():
+    tok = TU.Tok(TU.train_fallback([TEXT, "special magic number uuid VAR 0123456789 abcdef"], 400))
+    corpus = T.Corpus("t", TEXT, tok)
+    assert tok.encode(TEXT) == corpus.tokens.tolist(), "chunked tokenization differs"
+    words = T.Words(["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf"])
+    for task in T.TASKS + ("lm",):
+        for seed in range(20):
+            for length in (1024, 2048):
+                n = T.EVAL_PARAMS.get(task) if seed % 2 else None
+                s1 = T.make_sample(task, length, np.random.default_rng(seed), tok, corpus, words, n=n)
+                s2 = T.make_sample(task, length, np.random.default_rng(seed), tok, corpus, words, n=n)
+                assert (s1["ids"] == s2["ids"]).all(), "not deterministic"
+                assert len(s1["ids"]) == length and s1["ids"][0] == tok.bos_id
+                if task == "lm":
+                    continue
+                assert s1["ids"][-1] == tok.eos_id
+                text = tok.decode(s1["ids"][1:])
+                prompt = tok.decode(s1["ids"][1:s1["spans"][0][0]])
+                for (a, b), v in zip(s1["spans"], s1["values"]):
+                    assert tok.decode(s1["ids"][a:b]) == " " + v, (tok.decode(s1["ids"][a:b]), v)
+                    if task == "vt":
+                        assert f"VAR {v} =" in prompt, v
+                    else:
+                        assert prompt.count(f" is: {v}.") == 1, f"{task}: value {v} not exactly once"
+                if task.startswith("single"):
+                    assert prompt.count("One of the special magic") == 1
+                assert s1["lm"][s1["ans"] > 0].sum() == 0
+                pred = np.concatenate([s1["ids"][1:], [0]])  # a perfect predictor
+                assert T.score(s1, pred) == 1.0
+                pred[s1["spans"][-1][0] - 1] = -1
+                assert T.score(s1, pred) < 1.0
+                if seed == 0 and length == 1024:
+                    print(f"--- {task}: ...{text[-330:]!r}")
+    print("test_tasks: OK")
+
+
+if __name__ == "__main__":
+    main()

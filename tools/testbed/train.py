@@ -1,0 +1,434 @@
+#!/usr/bin/env python3
+"""Train (or resume), export and evaluate the testbed long-context model.
+
+    python3 tools/testbed/train.py --out OUT [--preset gpu|smoke] [--train-budget S] [--total-budget S]
+
+Resumes from --ckpt-dir/ckpt.pt when it exists (weights in bf16, the tokenizer, counters; no optimizer
+moments: AdamW re-warms for `resume_warmup_steps` at `resume_lr_scale` x the peak rate). Otherwise trains
+the byte-level BPE tokenizer first (HF `tokenizers`; the pure-Python fallback only with --preset smoke).
+Schedules (learning rate, length curriculum) run on the fraction of the training time budget used, so a
+run always ends cooled down, whatever the speed of the machine; runs are therefore not bit-reproducible.
+Writes under OUT: checkpoint/ckpt.pt, model/{config.json, model.safetensors, tokenizer.json,
+tokenizer_config.json}, train_log.txt, eval.json.
+"""
+import argparse
+import io
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+import zlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+import model as M  # noqa: E402
+import tasks as T  # noqa: E402
+import tokenizer_util as TU  # noqa: E402
+
+SOURCES = ("kjv", "jargon", "pg")
+CKPT_FORMAT = "shadowkv-testbed-ckpt-1"
+T0 = time.time()
+LOG = None
+
+
+def log(msg):
+    line = f"[{time.time() - T0:7.1f}s] {msg}"
+    print(line, flush=True)
+    if LOG:
+        LOG.write(line + "\n")
+        LOG.flush()
+
+
+def merge(a, b):
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "lengths" else v
+    return out
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+# ------------------------------------------------------------------------------------------- data
+
+class Batches(torch.utils.data.IterableDataset):
+    """Endless token-budgeted batches: one length L per batch (drawn from the curriculum at the current
+    progress, shared with the workers through `progress`), tokens_per_step // L samples of it."""
+
+    def __init__(self, tc, tok, corpora, words, progress, seed):
+        self.tc, self.tok, self.corpora, self.words, self.progress, self.seed = tc, tok, corpora, words, progress, seed
+
+    def lengths_at(self, p):
+        for ph in self.tc["curriculum"]:
+            if p < ph["until"]:
+                return ph["lengths"]
+        return self.tc["curriculum"][-1]["lengths"]
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid = info.id if info else 0
+        rng = np.random.default_rng(self.seed + [wid])
+        tasks = list(self.tc["task_mix"])
+        tp = np.array([self.tc["task_mix"][t] for t in tasks], dtype=np.float64)
+        srcs = list(self.tc["source_mix"])
+        sp = np.array([self.tc["source_mix"][s] for s in srcs], dtype=np.float64)
+        while True:
+            lens = self.lengths_at(self.progress.value)
+            ls = [int(x) for x in lens]
+            L = ls[rng.choice(len(ls), p=np.array(list(lens.values()), dtype=np.float64) / sum(lens.values()))]
+            B = max(1, self.tc["tokens_per_step"] // L)
+            ss = []
+            for _ in range(B):
+                task = tasks[rng.choice(len(tasks), p=tp / tp.sum())]
+                corpus = self.corpora[srcs[rng.choice(len(srcs), p=sp / sp.sum())]]
+                try:
+                    s = T.make_sample(task, L, rng, self.tok, corpus, self.words)
+                except ValueError:  # too many needles for a short sequence
+                    s = T.make_sample("single_number", L, rng, self.tok, corpus, self.words)
+                ss.append(s)
+            yield {"ids": torch.from_numpy(np.stack([s["ids"] for s in ss])),
+                   "lm": torch.from_numpy(np.stack([s["lm"] for s in ss])),
+                   "ans": torch.from_numpy(np.stack([s["ans"] for s in ss]))}
+
+
+def eval_set(tok, corpora, words, lengths, n, seed):
+    """Deterministic held-out samples: for each task and length, n samples cycling over the sources, the
+    single-needle depths spread evenly over (0, 1)."""
+    out = []
+    srcs = list(corpora)
+    for L in lengths:
+        for ti, task in enumerate(T.TASKS):
+            for i in range(n):
+                rng = np.random.default_rng([seed, L, ti, i])
+                s = T.make_sample(task, L, rng, tok, corpora[srcs[i % len(srcs)]], words,
+                                  n=T.EVAL_PARAMS.get(task), depth=(i + 0.5) / n)
+                s["length"] = L
+                out.append(s)
+    return out
+
+
+@torch.no_grad()
+def evaluate(model, samples, device, amp, deadline=None):
+    """-> {task: {length: accuracy}}; samples past the deadline are skipped (reported as missing)."""
+    model.eval()
+    acc = {}
+    for s in samples:
+        if deadline and time.time() > deadline:
+            break
+        ids = torch.from_numpy(s["ids"])[None].to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            h = model.hidden(ids)
+        pos = torch.tensor([t - 1 for a, b in s["spans"] for t in range(a, b)], device=device)
+        pred_at = model.head(h[0, pos].float()).argmax(-1).tolist()
+        pred = np.zeros(len(s["ids"]), dtype=np.int64)
+        pred[pos.tolist()] = pred_at
+        acc.setdefault(s["task"], {}).setdefault(s["length"], []).append(T.score(s, pred))
+    model.train()
+    return {t: {L: float(np.mean(v)) for L, v in d.items()} for t, d in acc.items()}
+
+
+def table(acc, lengths):
+    head = "| task | " + " | ".join(f"{L // 1024}K" if L >= 1024 else str(L) for L in lengths) + " |"
+    rows = [head, "|" + "---|" * (len(lengths) + 1)]
+    for t in T.TASKS:
+        cells = [f"{100 * acc[t][L]:.0f}%" if L in acc.get(t, {}) else "-" for L in lengths]
+        rows.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+# ------------------------------------------------------------------------------------------- checkpoint
+
+def save_ckpt(path, model, tok_json, state):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    ck = dict(state)
+    ck["format"] = CKPT_FORMAT
+    ck["model_config"] = model.config.to_dict()
+    ck["weights"] = {k: v.detach().to("cpu", torch.bfloat16).clone() for k, v in model.state_dict().items()}
+    ck["tokenizer_json_zlib"] = zlib.compress(tok_json.encode("utf-8"), 9)
+    buf = io.BytesIO()
+    torch.save(ck, buf)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(buf.getvalue())
+    os.replace(tmp, path)
+    mib = len(buf.getvalue()) / 2 ** 20
+    if mib > 16:
+        log(f"WARNING: checkpoint is {mib:.2f} MiB > 16 MiB")
+    return mib
+
+
+# ------------------------------------------------------------------------------------------- main
+
+def main():
+    global LOG
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("OUT") or os.path.join(REPO, ".testbed", "out"))
+    ap.add_argument("--data", default=os.path.join(REPO, ".testbed", "data"))
+    ap.add_argument("--ckpt-dir", default=os.path.join(REPO, ".testbed", "checkpoint"))
+    ap.add_argument("--config", default=os.path.join(HERE, "config.json"))
+    ap.add_argument("--preset", default="gpu", choices=["gpu", "smoke"])
+    ap.add_argument("--train-budget", type=float, default=450, help="seconds of training in this run")
+    ap.add_argument("--total-budget", type=float, default=555, help="seconds for the whole process")
+    ap.add_argument("--eval-reserve", type=float, default=80, help="seconds kept for export + eval")
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--eval-only", action="store_true", help="evaluate --ckpt-dir/ckpt.pt, no training")
+    args = ap.parse_args()
+
+    os.makedirs(args.out, exist_ok=True)
+    LOG = open(os.path.join(args.out, "train_log.txt"), "a")
+    cfg = json.load(open(args.config))
+    mc, tc = cfg["model"], cfg["train"]
+    if args.preset == "smoke":
+        mc, tc = merge(mc, cfg["smoke"].get("model", {})), merge(tc, cfg["smoke"].get("train", {}))
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    amp = device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    log(f"start: torch {torch.__version__}, device {device}"
+        f"{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, sdpa {M.HAS_SDPA}, "
+        f"preset {args.preset}, out {args.out}")
+    deadline = T0 + args.total_budget
+
+    # ---- resume or start
+    ck_path = os.path.join(args.ckpt_dir, "ckpt.pt")
+    ck = None
+    if os.path.exists(ck_path):
+        ck = torch.load(ck_path, map_location="cpu")
+        if ck.get("format") != CKPT_FORMAT:
+            sys.exit(f"{ck_path}: not a {CKPT_FORMAT} checkpoint")
+        tok_json = zlib.decompress(ck["tokenizer_json_zlib"]).decode("utf-8")
+        mc = ck["model_config"]
+        log(f"resuming {ck_path}: step {ck['step']}, {ck['tokens'] / 1e6:.1f}M tokens, "
+            f"{ck['train_seconds']:.0f}s trained in {ck['run_index'] + 1} run(s)")
+    elif args.eval_only:
+        sys.exit(f"--eval-only needs {ck_path}")
+    else:
+        texts = [read(os.path.join(args.data, f"{s}.train.txt")) for s in SOURCES]
+        if tc.get("tokenizer_train_chars"):
+            texts = [t[:tc["tokenizer_train_chars"]] for t in texts]
+        try:
+            import tokenizers  # noqa: F401
+            tok_json = TU.train_hf(texts, mc["vocab_size"])
+            how = "HF tokenizers"
+        except ImportError:
+            if args.preset != "smoke":
+                sys.exit("the real run needs Hugging Face `tokenizers`")
+            tok_json = TU.train_fallback(texts, mc["vocab_size"])
+            how = "pure-Python fallback (smoke test only)"
+        log(f"trained the byte-level BPE tokenizer ({how}), vocab {mc['vocab_size']}")
+    tok = TU.Tok(tok_json)
+    if tok.vocab_size > mc["vocab_size"]:
+        sys.exit(f"tokenizer has {tok.vocab_size} ids > vocab_size {mc['vocab_size']}")
+    run_index = ck["run_index"] + 1 if ck else 0
+
+    # ---- data
+    cc = tc.get("corpus_chars")
+    train_c = {s: T.Corpus(s, read(os.path.join(args.data, f"{s}.train.txt")), tok, cc) for s in SOURCES}
+    held_c = {s: T.Corpus(s, read(os.path.join(args.data, f"{s}.heldout.txt")), tok, cc) for s in SOURCES}
+    words = T.Words(w for w in read(os.path.join(args.data, "words.txt")).split() if w)
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # before the workers fork
+    log("corpora (tokens): " + ", ".join(f"{s} {len(train_c[s]) / 1e6:.2f}M train / {len(held_c[s]) / 1e3:.0f}K held-out"
+                                           for s in SOURCES))
+
+    # ---- model
+    cfgm = M.Config(**mc)
+    model = M.LlamaLM(cfgm)
+    if ck:
+        model.load_state_dict({k: v.float() for k, v in ck["weights"].items()})
+    else:
+        model.init_weights(tc["seed"])
+    model.to(device)
+    log(f"model: {model.num_params() / 1e6:.3f}M params ({model.num_params() * 2 / 2 ** 20:.2f} MiB bf16), "
+        f"{json.dumps(mc)}")
+
+    state = {"step": ck["step"] if ck else 0, "tokens": ck["tokens"] if ck else 0,
+             "train_seconds": ck["train_seconds"] if ck else 0.0, "run_index": run_index,
+             "runs": ck["runs"] if ck else [], "train_config": tc}
+    ck_out = os.path.join(args.out, "checkpoint", "ckpt.pt")
+    quick = eval_set(tok, held_c, words, tc["quick_eval_lengths"], tc["quick_eval_samples"], tc["eval_seed"] + 1)
+
+    final_loss = None
+    if not args.eval_only:
+        final_loss = train(model, tok, tok_json, train_c, words, tc, state, device, amp, args, quick, ck_out,
+                           resumed=ck is not None, deadline=deadline)
+
+    # ---- export + eval
+    mdir = os.path.join(args.out, "model")
+    M.export_hf(model, mdir, tok_json, TU.tokenizer_config_json(mc["max_position_embeddings"]),
+                tok.bos_id, tok.eos_id)
+    log(f"exported {mdir} ({os.path.getsize(os.path.join(mdir, 'model.safetensors')) / 2 ** 20:.2f} MiB safetensors)")
+    parity = hf_parity(mdir, held_c["pg"], tok, device, deadline)
+    lengths = tc["eval_lengths"]
+    samples = eval_set(tok, held_c, words, lengths, tc["eval_samples"], tc["eval_seed"])
+    te = time.time()
+    acc = evaluate(model, samples, device, amp, deadline=deadline - 5)
+    n_done = sum(len(v) for v in acc.values())
+    log(f"eval: {time.time() - te:.1f}s, {tc['eval_samples']} samples per task and length, held-out haystacks, "
+        f"{'bf16 autocast' if amp else 'fp32'}, teacher-forced exact match per value")
+    tbl = table(acc, lengths)
+    result = {"accuracy": {t: {str(L): v for L, v in d.items()} for t, d in acc.items()}, "table": tbl,
+              "eval_samples": tc["eval_samples"], "eval_lengths": lengths, "eval_seed": tc["eval_seed"],
+              "final_loss": final_loss, "step": state["step"], "tokens": state["tokens"],
+              "train_seconds": state["train_seconds"], "runs": state["runs"], "hf_parity": parity,
+              "params": model.num_params(), "model_config": mc, "n_task_lengths_done": n_done}
+    with open(os.path.join(args.out, "eval.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    log("SUMMARY: " + (f"final loss {final_loss['loss']:.3f} (lm {final_loss['lm']:.3f}, answer {final_loss['ans']:.3f}), "
+                       if final_loss else "") +
+        f"{state['tokens'] / 1e6:.1f}M tokens in {state['train_seconds']:.0f}s over {len(state['runs'])} run(s), "
+        f"step {state['step']}; HF parity: {parity}")
+    log("accuracy (held-out):\n" + tbl)
+    log(f"done in {time.time() - T0:.0f}s")
+
+
+def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, quick, ck_out, resumed, deadline):
+    progress = mp.Value("d", 0.0, lock=False)
+    floor = tc["resume_curriculum_floor"] if resumed else 0.0
+    progress.value = floor
+    ds = Batches(tc, tok, corpora, words, progress, [tc["seed"], state["run_index"]])
+    workers = args.workers if args.workers is not None else (min(12, (os.cpu_count() or 2) - 2) if device.type == "cuda" else 0)
+    kw = dict(batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
+    if workers:
+        kw.update(prefetch_factor=4, persistent_workers=True, multiprocessing_context="fork")
+    it = iter(torch.utils.data.DataLoader(ds, **kw))
+
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if p.ndim < 2 else decay).append(p)
+    opt_kw = dict(lr=tc["lr"], betas=tuple(tc["betas"]), eps=1e-8)
+    if device.type == "cuda" and int(torch.__version__.split(".")[0]) >= 2:
+        opt_kw["fused"] = True
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}], **opt_kw)
+    peak = tc["lr"] * (tc["resume_lr_scale"] if resumed else 1.0)
+    warm = tc["resume_warmup_steps"] if resumed else tc["warmup_steps"]
+
+    t_start = time.time()
+    budget = max(1.0, min(args.train_budget, deadline - args.eval_reserve - t_start))
+    log(f"training run {state['run_index']}: budget {budget:.0f}s, peak lr {peak:g}, warmup {warm} steps, "
+        f"{workers} data workers, {tc['tokens_per_step']} tokens/step, curriculum from progress {floor}")
+    step0, tok0 = state["step"], state["tokens"]
+    last_log = last_eval = last_ck = t_start
+    win = {"loss": 0.0, "lm": 0.0, "ans": 0.0, "n": 0, "tok": 0, "t": t_start, "lens": {}}
+    tail = []
+    rstep = 0
+    p = 0.0
+    while True:
+        now = time.time()
+        p = (now - t_start) / budget
+        if p >= 1.0:
+            break
+        progress.value = max(p, floor)
+        lr = peak * (tc["min_lr_ratio"] + (1 - tc["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * p)))
+        lr *= min(1.0, (rstep + 1) / warm)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        b = next(it)
+        ids = b["ids"].to(device, non_blocking=True)
+        lm = b["lm"].to(device, non_blocking=True)[:, 1:].reshape(-1)
+        an = b["ans"].to(device, non_blocking=True)[:, 1:].reshape(-1)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            h = model.hidden(ids)
+            logits = model.head(h[:, :-1])
+        ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
+        lm_loss = (ce * lm).sum() / lm.sum().clamp(min=1)
+        ans_loss = (ce * an).sum() / an.sum().clamp(min=1)
+        loss = lm_loss + tc["answer_loss_weight"] * ans_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
+        opt.step()
+        rstep += 1
+        state["step"] += 1
+        n_tok = ids.numel()
+        state["tokens"] += n_tok
+        L = ids.shape[1]
+        win["lens"][L] = win["lens"].get(L, 0) + 1
+        win["tok"] += n_tok
+        win["n"] += 1
+        d = torch.stack([loss.detach(), lm_loss.detach(), ans_loss.detach()])
+        win["acc"] = d if "acc" not in win else win["acc"] + d
+        now = time.time()
+        if now - last_log >= tc["log_every_s"]:
+            v = (win["acc"] / win["n"]).tolist()
+            tail.append({"loss": v[0], "lm": v[1], "ans": v[2]})
+            log(f"step {state['step']} p {p:.2f} lr {lr:.2e} loss {v[0]:.3f} lm {v[1]:.3f} ans {v[2]:.3f} "
+                f"tok/s {win['tok'] / (now - win['t']) / 1e3:.0f}K lens {dict(sorted(win['lens'].items()))} "
+                f"tokens {state['tokens'] / 1e6:.1f}M")
+            win = {"n": 0, "tok": 0, "t": now, "lens": {}}
+            last_log = now
+        if now - last_eval >= tc["quick_eval_every_s"]:
+            acc = evaluate(model, quick, device, amp)
+            log("quick eval (held-out): " + ", ".join(
+                f"{t} " + "/".join(f"{100 * acc[t][L]:.0f}" for L in sorted(acc[t])) for t in T.TASKS if t in acc)
+                + f"  [% at {tc['quick_eval_lengths']}]")
+            last_eval = time.time()
+            win["t"] += last_eval - now  # do not count eval time in tokens/s
+        if now - last_ck >= tc["ckpt_every_s"]:
+            state["train_seconds"] += now - t_start - state.get("_counted", 0.0)
+            state["_counted"] = now - t_start
+            save_ckpt(ck_out, model, tok_json, {k: v for k, v in state.items() if k != "_counted"})
+            last_ck = time.time()
+    el = time.time() - t_start
+    state["train_seconds"] += el - state.pop("_counted", 0.0)
+    run_tokens = state["tokens"] - tok0
+    final = tail[-1] if tail else ({"loss": float(loss), "lm": float(lm_loss), "ans": float(ans_loss)})
+    state["runs"].append({"run": state["run_index"], "steps": state["step"] - step0, "tokens": run_tokens,
+                          "seconds": round(el, 1), "tokens_per_s": round(run_tokens / el),
+                          "final_loss": final, "device": torch.cuda.get_device_name(device) if amp else "cpu"})
+    mib = save_ckpt(ck_out, model, tok_json, state)
+    log(f"training done: {state['step'] - step0} steps, {run_tokens / 1e6:.1f}M tokens in {el:.0f}s "
+        f"({run_tokens / el / 1e3:.0f}K tok/s); checkpoint {ck_out} ({mib:.2f} MiB)")
+    return final
+
+
+def hf_parity(mdir, corpus, tok, device, deadline, n=8192):
+    """Logits of transformers' LlamaForCausalLM on the exported directory vs this implementation (fp32)."""
+    try:
+        import transformers
+        from transformers import LlamaForCausalLM
+    except ImportError:
+        return "skipped (no transformers)"
+    if time.time() > deadline - 60:
+        return "skipped (time)"
+    try:
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            hf = LlamaForCausalLM.from_pretrained(mdir, dtype=torch.float32, attn_implementation="sdpa")
+        except TypeError:
+            hf = LlamaForCausalLM.from_pretrained(mdir, torch_dtype=torch.float32, attn_implementation="sdpa")
+        hf.to(device).eval()
+        ours = M.load_exported(mdir).to(device).eval()
+        toks, _ = corpus.window(np.random.default_rng(7), n - 1)
+        ids = torch.tensor([[tok.bos_id] + toks.tolist()], device=device)
+        with torch.no_grad():
+            a = hf(ids).logits[0].float()
+            b = ours(ids)[0].float()
+        diff = (a - b).abs().max().item()
+        agree = (a.argmax(-1) == b.argmax(-1)).float().mean().item()
+        theta = getattr(hf.config, "rope_theta", None) or (getattr(hf.config, "rope_parameters", None) or {}).get("rope_theta")
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        del hf
+        msg = f"transformers {transformers.__version__}: max |logit diff| {diff:.2e} over {n} tokens (fp32), argmax agree {agree:.4f}, rope_theta {theta}"
+        log("HF parity: " + msg)
+        return msg
+    except Exception as e:  # never lose the run to the check
+        log(f"HF parity check failed: {type(e).__name__}: {e}")
+        return f"failed: {type(e).__name__}: {e}"
+
+
+if __name__ == "__main__":
+    main()
