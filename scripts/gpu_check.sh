@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA backend on a GPU machine (H100/H200, CUDA 13): configure with -DSKV_CUDA=ON in build-gpu, build the
 # CUDA op tests and benchmarks, run `ctest -L cuda` (+ the CPU op tests), the benchmarks, then a compute-sanitizer
-# memcheck pass over the smaller CUDA tests. Everything is logged under $OUT (default ./gpu-out): one log per step, results.md, summary.txt.
+# memcheck pass over the smaller CUDA tests. $OUT (default ./gpu-out) receives three files: results.md, summary.txt and
+# gpu-check-logs.tar.gz (one log per step, machine.txt, kernels.txt, steps.txt): at most 8 files come back from a run.
 # A failing step is recorded and the script goes on (the benchmarks run even when a test fails); the exit code
 # is non-zero when any step failed. Needs no model files. About 3-6 minutes with 16 cores.
 #
@@ -125,5 +126,9 @@ fi
   cat "$OUT"/bench_*.log 2>/dev/null | grep -E "^ceiling:|^decode attention|^prefill attention|^linear " | head -60
 } | tee "$OUT/summary.txt"
 
-grep -qvE "rc=0 " "$OUT/steps.txt" && exit 1
+# One tarball for every log (only 8 files come back from the GPU machine).
+FAILED=$(grep -cvE "rc=0 " "$OUT/steps.txt")
+(cd "$OUT" && tar -czf gpu-check-logs.tar.gz ./*.log machine.txt kernels.txt steps.txt 2>/dev/null &&
+  rm -f ./*.log machine.txt kernels.txt steps.txt)
+[ "$FAILED" -gt 0 ] && exit 1
 exit 0

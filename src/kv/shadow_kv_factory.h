@@ -24,6 +24,11 @@ struct AttentionOptions {
   AttentionKind kind = AttentionKind::kFull;
   ShadowParams shadow;  // kShadowKv only
   bool report = false;  // kShadowKv only: ShadowKvCache::enable_report
+  // Where the cache lives. kCuda: a CudaFullKvCache (full attention only; ShadowKV on CUDA is an error) with
+  // max_sequences slots of max_tokens tokens each, allocated up front (max_tokens must be set).
+  DeviceId device{};
+  int64_t max_sequences = 1;
+  int64_t max_tokens = 0;
 };
 
 struct KvCacheShape {
@@ -35,7 +40,8 @@ struct KvCacheShape {
   double rope_position_scale = 1.0;
 };
 
-// A FullKvCache or a ShadowKvCache (validated parameters: Error(kInvalidArgument) naming the bad one).
+// A FullKvCache or a ShadowKvCache on the CPU, a CudaFullKvCache on CUDA (validated parameters:
+// Error(kInvalidArgument) naming the bad one; ShadowKV on CUDA: Error(kUnsupported)).
 std::unique_ptr<KvCache> make_kv_cache(const KvCacheShape& shape, const AttentionOptions& options);
 
 }  // namespace skv

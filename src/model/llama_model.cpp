@@ -1,29 +1,46 @@
-// The Llama-family forward pass on the op set.
+// The Llama-family forward pass on the op set, on the CPU or a CUDA device (the ops dispatch on the views'
+// device; this file only decides where buffers live and how tokens, positions and logits cross over).
 #include "model/llama_model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <string>
 
-#include "model/rope_frequencies.h"
+#include "kv/cuda_full_kv_cache.h"
 #include "kv/full_kv_cache.h"
+#include "model/device_util.h"
+#include "model/memory_plan.h"
+#include "model/rope_frequencies.h"
 #include "ops/ops.h"
 
 namespace skv {
 
-// Activations for up to `capacity` tokens, grown only when a larger step arrives.
+LlamaModel::Buffer::Buffer(DeviceId device, DType dtype, Shape shape) : device_(device), dtype_(dtype), shape_(shape) {
+  if (device.kind == DeviceKind::kCuda)
+    dev_ = DeviceBuffer(dtype, shape, device.index);
+  else
+    host_ = HostBuffer(dtype, shape);
+}
+
+// Activations for up to `capacity` tokens on the model's device, grown only when a larger step arrives: once the
+// workspace has grown to the largest prefill chunk / decode batch, no step allocates (logits likewise, by rows;
+// the CUDA ops' scratch is grow-only too, and the CUDA KV cache reserves the decode partials up front).
 struct LlamaModel::Workspace {
   int64_t capacity = 0;
-  HostBuffer x;         // [n, dim] residual stream
-  HostBuffer h;         // [n, dim] normalized
-  HostBuffer q;         // [n, n_q_heads, head_dim]
-  HostBuffer k_pre;     // [n, n_kv_heads, head_dim] pre-RoPE keys
-  HostBuffer k;         // [n, n_kv_heads, head_dim]
-  HostBuffer v;         // [n, n_kv_heads, head_dim]
-  HostBuffer attn;      // [n, n_q_heads, head_dim]
-  HostBuffer gate;      // [n, hidden_dim]
-  HostBuffer up;        // [n, hidden_dim]
-  HostBuffer ids;       // [n] i32
-  HostBuffer positions; // [n] i64
+  Buffer x;         // [n, dim] residual stream
+  Buffer h;         // [n, dim] normalized
+  Buffer q;         // [n, n_q_heads, head_dim]
+  Buffer k_pre;     // [n, n_kv_heads, head_dim] pre-RoPE keys
+  Buffer k;         // [n, n_kv_heads, head_dim]
+  Buffer v;         // [n, n_kv_heads, head_dim]
+  Buffer attn;      // [n, n_q_heads, head_dim]
+  Buffer gate;      // [n, hidden_dim]
+  Buffer up;        // [n, hidden_dim]
+  Buffer ids;       // [n] i32
+  Buffer positions; // [n] i64
+  int64_t logits_rows = 0;
+  Buffer logits;    // CUDA: [logits_rows, vocab_size] f32, copied to the caller's host span
 };
 
 namespace {
@@ -37,14 +54,39 @@ TensorView as_f32(const TensorView& t, std::vector<HostBuffer>& owned) {
   return owned.back().view();
 }
 
+void validate_options(const ModelOptions& o) {
+  if (o.prefill_chunk_tokens < 1) throw Error(ErrorCode::kInvalidArgument, "prefill_chunk_tokens must be at least 1");
+  if (o.device.kind == DeviceKind::kCuda) {
+    if (o.weight_dtype != DType::kBF16 && o.weight_dtype != DType::kF32)
+      throw Error(ErrorCode::kInvalidArgument, std::string("the CUDA weights must be bf16 or f32, got ") +
+                                                   dtype_name(o.weight_dtype));
+  }
+}
+
+// On CUDA: the weights must fit in free device memory; checked before the first allocation.
+void require_weights_fit(const ModelConfig& c, const ModelOptions& o) {
+  if (o.device.kind != DeviceKind::kCuda) return;
+  const DeviceMemoryInfo mem = device_memory_info(o.device.index);
+  const int64_t need = model_weight_bytes(c, o.weight_dtype);
+  if (need > mem.free_bytes)
+    throw Error(ErrorCode::kResource, "the weights need " + format_gib(need) + " of device memory in " +
+                                          dtype_name(o.weight_dtype) + ", but only " + format_gib(mem.free_bytes) +
+                                          " of " + format_gib(mem.total_bytes) + " are free");
+}
+
 }  // namespace
 
 LlamaModel::LlamaModel(std::shared_ptr<const LoadedModel> model, ModelOptions options)
     : model_(std::move(model)), options_(options), ws_(std::make_unique<Workspace>()) {
+  validate_options(options_);
+  if (on_cuda()) {
+    require_weights_fit(model_->config, options_);
+    upload_weights();
+    init_rope();
+    return;
+  }
   const ModelConfig& c = model_->config;
   const ModelWeights& w = model_->weights;
-  if (options_.prefill_chunk_tokens < 1)
-    throw Error(ErrorCode::kInvalidArgument, "prefill_chunk_tokens must be at least 1");
   converted_.reserve(4 + 12 * static_cast<size_t>(c.n_layers));  // views into it must stay valid
   weights_.embed = w.embed;  // rows are converted as they are gathered
   weights_.final_norm = w.final_norm;
@@ -63,8 +105,126 @@ LlamaModel::LlamaModel(std::shared_ptr<const LoadedModel> model, ModelOptions op
     f.w_down = as_f32(l.w_down, converted_);
     weights_.layers.push_back(f);
   }
+  init_rope();
+}
+
+LlamaModel::LlamaModel(std::shared_ptr<const LoadedModel> model, ModelOptions options, RandomTag, uint64_t seed)
+    : model_(std::move(model)), options_(options), ws_(std::make_unique<Workspace>()) {
+  validate_options(options_);
+  require_weights_fit(model_->config, options_);
+  random_weights(seed);
+  init_rope();
+}
+
+std::unique_ptr<LlamaModel> LlamaModel::with_random_weights(const ModelConfig& config, ModelOptions options,
+                                                            uint64_t seed) {
+  auto loaded = std::make_shared<LoadedModel>();
+  loaded->config = config;
+  return std::unique_ptr<LlamaModel>(new LlamaModel(std::move(loaded), options, RandomTag{}, seed));
+}
+
+void LlamaModel::init_rope() {
+  const ModelConfig& c = config();
   inv_freq_ = rope_inv_freq(c);
   position_scale_ = rope_position_scale(c);
+  if (on_cuda()) {
+    const Shape s{static_cast<int64_t>(inv_freq_.size())};
+    inv_freq_dev_ = Buffer(options_.device, DType::kF32, s);
+    copy_to_device(inv_freq_dev_.view(), TensorView(inv_freq_.data(), DType::kF32, s));
+  }
+}
+
+void LlamaModel::upload_weights() {
+  const ModelWeights& w = model_->weights;
+  const DeviceId dev = options_.device;
+  // One tensor at a time through a host staging copy in the target dtype (f32 for norms and biases).
+  auto up = [&](const TensorView& t, DType dt) -> TensorView {
+    if (t.empty()) return {};
+    Buffer b(dev, dt, t.shape);
+    const TensorView host_src(t.data, t.dtype, t.shape);
+    if (t.dtype == dt) {
+      copy_to_device(b.view(), host_src);
+    } else {
+      const auto n = static_cast<size_t>(t.numel());
+      HostBuffer f32(DType::kF32, t.shape);
+      convert_to_f32(t.data, t.dtype, f32.ptr<float>(), n);
+      if (dt == DType::kF32) {
+        copy_to_device(b.view(), f32.view());
+      } else {
+        HostBuffer bf(DType::kBF16, t.shape);
+        for (size_t i = 0; i < n; ++i) bf.ptr<uint16_t>()[i] = f32_to_bf16(f32.ptr<float>()[i]);
+        copy_to_device(b.view(), bf.view());
+      }
+    }
+    owned_.push_back(std::move(b));
+    return owned_.back().view();
+  };
+  const DType m = options_.weight_dtype, f = DType::kF32;
+  weights_.embed = up(w.embed, m);
+  weights_.final_norm = up(w.final_norm, f);
+  weights_.lm_head = (w.lm_head.data == w.embed.data) ? weights_.embed : up(w.lm_head, m);
+  for (const LayerWeights& l : w.layers) {
+    LayerWeights d;
+    d.attn_norm = up(l.attn_norm, f);
+    d.wq = up(l.wq, m);
+    d.wk = up(l.wk, m);
+    d.wv = up(l.wv, m);
+    d.bq = up(l.bq, f);
+    d.bk = up(l.bk, f);
+    d.bv = up(l.bv, f);
+    d.wo = up(l.wo, m);
+    d.mlp_norm = up(l.mlp_norm, f);
+    d.w_gate = up(l.w_gate, m);
+    d.w_up = up(l.w_up, m);
+    d.w_down = up(l.w_down, m);
+    weights_.layers.push_back(d);
+  }
+}
+
+void LlamaModel::random_weights(uint64_t seed) {
+  const ModelConfig& c = config();
+  const DeviceId dev = options_.device;
+  const DType m = on_cuda() ? options_.weight_dtype : DType::kF32;
+  uint64_t tensor = 0;
+  auto matrix = [&](int64_t rows, int64_t cols, float scale) -> TensorView {
+    Buffer b(dev, m, {rows, cols});
+    fill_uniform(b.view(), seed * 1000003ull + tensor++, scale);
+    owned_.push_back(std::move(b));
+    return owned_.back().view();
+  };
+  auto ones = [&](int64_t n) -> TensorView {
+    Buffer b(dev, DType::kF32, {n});
+    fill_constant(b.view(), 1.0f);
+    owned_.push_back(std::move(b));
+    return owned_.back().view();
+  };
+  auto zeros = [&](int64_t n) -> TensorView {  // Buffer is zero-filled
+    owned_.emplace_back(dev, DType::kF32, Shape{n});
+    return owned_.back().view();
+  };
+  auto fan = [](int64_t in) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(in))); };
+  weights_.embed = matrix(c.vocab_size, c.dim, 1.0f);
+  weights_.final_norm = ones(c.dim);
+  weights_.lm_head = c.tie_word_embeddings ? weights_.embed : matrix(c.vocab_size, c.dim, fan(c.dim));
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    LayerWeights l;
+    l.attn_norm = ones(c.dim);
+    l.wq = matrix(c.q_dim(), c.dim, fan(c.dim));
+    l.wk = matrix(c.kv_dim(), c.dim, fan(c.dim));
+    l.wv = matrix(c.kv_dim(), c.dim, fan(c.dim));
+    if (c.attention_bias) {
+      l.bq = zeros(c.q_dim());
+      l.bk = zeros(c.kv_dim());
+      l.bv = zeros(c.kv_dim());
+    }
+    l.wo = matrix(c.dim, c.q_dim(), fan(c.q_dim()));
+    l.mlp_norm = ones(c.dim);
+    l.w_gate = matrix(c.hidden_dim, c.dim, fan(c.dim));
+    l.w_up = matrix(c.hidden_dim, c.dim, fan(c.dim));
+    l.w_down = matrix(c.dim, c.hidden_dim, fan(c.hidden_dim));
+    weights_.layers.push_back(l);
+  }
+  if (on_cuda()) synchronize_device(dev.index);
 }
 
 LlamaModel::~LlamaModel() = default;
@@ -78,22 +238,30 @@ int64_t LlamaModel::weight_bytes_per_token() const {
   return bytes;
 }
 
+int64_t LlamaModel::resident_weight_bytes() const {
+  int64_t bytes = 0;
+  for (const Buffer& b : owned_) bytes += static_cast<int64_t>(b.bytes());
+  for (const HostBuffer& b : converted_) bytes += static_cast<int64_t>(b.bytes());
+  return bytes;
+}
+
 void LlamaModel::ensure_workspace(int64_t n) {
   if (n <= ws_->capacity) return;
   const ModelConfig& c = config();
   Workspace& w = *ws_;
+  const DeviceId d = options_.device;
   w.capacity = n;
-  w.x = HostBuffer(DType::kF32, {n, c.dim});
-  w.h = HostBuffer(DType::kF32, {n, c.dim});
-  w.q = HostBuffer(DType::kF32, {n, c.n_q_heads, c.head_dim});
-  w.k_pre = HostBuffer(DType::kF32, {n, c.n_kv_heads, c.head_dim});
-  w.k = HostBuffer(DType::kF32, {n, c.n_kv_heads, c.head_dim});
-  w.v = HostBuffer(DType::kF32, {n, c.n_kv_heads, c.head_dim});
-  w.attn = HostBuffer(DType::kF32, {n, c.n_q_heads, c.head_dim});
-  w.gate = HostBuffer(DType::kF32, {n, c.hidden_dim});
-  w.up = HostBuffer(DType::kF32, {n, c.hidden_dim});
-  w.ids = HostBuffer(DType::kI32, {n});
-  w.positions = HostBuffer(DType::kI64, {n});
+  w.x = Buffer(d, DType::kF32, {n, c.dim});
+  w.h = Buffer(d, DType::kF32, {n, c.dim});
+  w.q = Buffer(d, DType::kF32, {n, c.n_q_heads, c.head_dim});
+  w.k_pre = Buffer(d, DType::kF32, {n, c.n_kv_heads, c.head_dim});
+  w.k = Buffer(d, DType::kF32, {n, c.n_kv_heads, c.head_dim});
+  w.v = Buffer(d, DType::kF32, {n, c.n_kv_heads, c.head_dim});
+  w.attn = Buffer(d, DType::kF32, {n, c.n_q_heads, c.head_dim});
+  w.gate = Buffer(d, DType::kF32, {n, c.hidden_dim});
+  w.up = Buffer(d, DType::kF32, {n, c.hidden_dim});
+  w.ids = Buffer(d, DType::kI32, {n});
+  w.positions = Buffer(d, DType::kI64, {n});
 }
 
 void LlamaModel::forward(KvCache& cache, std::span<const int32_t> tokens, std::span<const int64_t> positions,
@@ -103,10 +271,10 @@ void LlamaModel::forward(KvCache& cache, std::span<const int32_t> tokens, std::s
   ensure_workspace(n);
   Workspace& w = *ws_;
   const float eps = static_cast<float>(c.norm_eps);
-  auto rows = [n](const HostBuffer& b, Shape full) {  // the first n rows of a workspace buffer
+  auto rows = [n](const Buffer& b, Shape full) {  // the first n rows of a workspace buffer
     Shape s = full;
     s.dims[0] = n;
-    return TensorView(b.data(), b.view().dtype, s);
+    return TensorView(b.data(), b.view().dtype, s, b.view().device);
   };
   const TensorView x = rows(w.x, {n, c.dim}), h = rows(w.h, {n, c.dim});
   const TensorView q = rows(w.q, {n, c.n_q_heads, c.head_dim});
@@ -116,9 +284,16 @@ void LlamaModel::forward(KvCache& cache, std::span<const int32_t> tokens, std::s
   const TensorView attn = rows(w.attn, {n, c.n_q_heads, c.head_dim});
   const TensorView gate = rows(w.gate, {n, c.hidden_dim}), up = rows(w.up, {n, c.hidden_dim});
   const TensorView ids = rows(w.ids, {n}), pos = rows(w.positions, {n});
-  std::memcpy(ids.data, tokens.data(), tokens.size_bytes());
-  std::memcpy(pos.data, positions.data(), positions.size_bytes());
-  const TensorView inv_freq(inv_freq_.data(), DType::kF32, {static_cast<int64_t>(inv_freq_.size())});
+  const bool cuda = on_cuda();
+  if (cuda) {  // tokens and positions cross to the device each step (synchronous copies from the caller's spans)
+    copy_to_device(ids, TensorView(const_cast<int32_t*>(tokens.data()), DType::kI32, {n}));
+    copy_to_device(pos, TensorView(const_cast<int64_t*>(positions.data()), DType::kI64, {n}));
+  } else {
+    std::memcpy(ids.data, tokens.data(), tokens.size_bytes());
+    std::memcpy(pos.data, positions.data(), positions.size_bytes());
+  }
+  const TensorView inv_freq = cuda ? inv_freq_dev_.view()
+                                   : TensorView(inv_freq_.data(), DType::kF32, {static_cast<int64_t>(inv_freq_.size())});
 
   embedding({.ids = ids, .table = weights_.embed, .out = x});
   for (int64_t layer = 0; layer < c.n_layers; ++layer) {
@@ -127,7 +302,10 @@ void LlamaModel::forward(KvCache& cache, std::span<const int32_t> tokens, std::s
     linear({.x = h, .w = lw.wq, .bias = lw.bq, .out = q.reshape({n, c.q_dim()})});
     linear({.x = h, .w = lw.wk, .bias = lw.bk, .out = k_pre.reshape({n, c.kv_dim()})});
     linear({.x = h, .w = lw.wv, .bias = lw.bv, .out = v.reshape({n, c.kv_dim()})});
-    std::memcpy(k.data, k_pre.data, k.nbytes());
+    if (cuda)
+      copy(k, k_pre, current_stream(options_.device.index));
+    else
+      std::memcpy(k.data, k_pre.data, k.nbytes());
     rope({.x = q, .positions = pos, .inv_freq = inv_freq, .position_scale = position_scale_});
     rope({.x = k, .positions = pos, .inv_freq = inv_freq, .position_scale = position_scale_});
     const int l = static_cast<int>(layer);
@@ -151,10 +329,23 @@ void LlamaModel::forward(KvCache& cache, std::span<const int32_t> tokens, std::s
 
 void LlamaModel::compute_logits(int64_t first_row, int64_t n_rows, float* out) {
   const ModelConfig& c = config();
-  const TensorView x = ws_->x.view(DType::kF32, {ws_->capacity, c.dim}).slice_rows(first_row, first_row + n_rows);
-  const TensorView h = ws_->h.view(DType::kF32, {ws_->capacity, c.dim}).slice_rows(0, n_rows);
+  const DeviceId d = options_.device;
+  const TensorView x =
+      TensorView(ws_->x.data(), DType::kF32, {ws_->capacity, c.dim}, d).slice_rows(first_row, first_row + n_rows);
+  const TensorView h = TensorView(ws_->h.data(), DType::kF32, {ws_->capacity, c.dim}, d).slice_rows(0, n_rows);
   rms_norm({.x = x, .w = weights_.final_norm, .out = h, .eps = static_cast<float>(c.norm_eps)});
-  linear({.x = h, .w = weights_.lm_head, .out = TensorView(out, DType::kF32, {n_rows, c.vocab_size})});
+  const TensorView host_out(out, DType::kF32, {n_rows, c.vocab_size});
+  if (!on_cuda()) {
+    linear({.x = h, .w = weights_.lm_head, .out = host_out});
+    return;
+  }
+  if (n_rows > ws_->logits_rows) {  // grow-only, like the workspace
+    ws_->logits = Buffer(d, DType::kF32, {n_rows, c.vocab_size});
+    ws_->logits_rows = n_rows;
+  }
+  const TensorView logits = TensorView(ws_->logits.data(), DType::kF32, {n_rows, c.vocab_size}, d);
+  linear({.x = h, .w = weights_.lm_head, .out = logits});
+  copy_to_host(host_out, logits);  // waits for the step
 }
 
 void LlamaModel::prefill(KvCache& cache, SeqId seq, std::span<const int32_t> tokens, std::span<float> last_logits,
@@ -195,7 +386,13 @@ std::vector<float> LlamaModel::prompt_logits(std::span<const int32_t> tokens) {
   const ModelConfig& c = config();
   const int64_t total = static_cast<int64_t>(tokens.size());
   if (total == 0) throw Error(ErrorCode::kInvalidArgument, "prompt_logits needs at least one token");
-  FullKvCache cache(c.n_layers, c.n_kv_heads, c.head_dim);
+  std::unique_ptr<KvCache> owned;
+  if (on_cuda())
+    owned = std::make_unique<CudaFullKvCache>(c.n_layers, c.n_q_heads, c.n_kv_heads, c.head_dim, 1, total,
+                                              options_.device.index);
+  else
+    owned = std::make_unique<FullKvCache>(c.n_layers, c.n_kv_heads, c.head_dim);
+  KvCache& cache = *owned;
   cache.add_sequence(0, total);
   std::vector<float> logits(static_cast<size_t>(total * c.vocab_size));
   std::vector<int64_t> positions;

@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "backend/device.h"
 #include "core/buffer.h"
 #include "kv/kv_cache.h"
 #include "loader/model_loader.h"
@@ -16,6 +17,13 @@ namespace skv {
 
 struct ModelOptions {
   int64_t prefill_chunk_tokens = 512;  // tokens per prefill chunk: bounds activation memory for long prompts
+  // Where the forward runs. kCpu: the CPU backend (f32 matrices, converted once at load, or the mmap itself).
+  // kCuda: every weight uploaded once to the device; activations f32 on the device; the KV cache passed in must
+  // live there too (CudaFullKvCache).
+  DeviceId device{};
+  // CUDA only: the dtype of the matrices and the embedding (bf16: tensor cores; f32: to compare with the CPU
+  // token for token). Norms and biases stay f32.
+  DType weight_dtype = DType::kBF16;
 };
 
 // Called after each prefill chunk with (tokens done, tokens total).
@@ -24,11 +32,18 @@ using ProgressFn = std::function<void(int64_t done, int64_t total)>;
 class LlamaModel {
  public:
   explicit LlamaModel(std::shared_ptr<const LoadedModel> model, ModelOptions options = {});
+  // A model of this architecture with deterministic random weights generated on options.device from `seed`
+  // (uniform in +-1/sqrt(fan_in) for the matrices, +-1 for the embedding, norms 1, biases 0): for benchmarks
+  // from a config.json alone. No host copy of the weights is made on CUDA.
+  static std::unique_ptr<LlamaModel> with_random_weights(const ModelConfig& config, ModelOptions options,
+                                                         uint64_t seed);
   ~LlamaModel();
   LlamaModel(const LlamaModel&) = delete;
   LlamaModel& operator=(const LlamaModel&) = delete;
 
   const ModelConfig& config() const { return model_->config; }
+  const ModelOptions& options() const { return options_; }
+  DeviceId device() const { return options_.device; }
 
   // Runs the prompt tokens of `seq` (already added to `cache`, currently holding `cache.length(seq)` tokens,
   // normally 0) through every layer and finishes its prefill. Writes the logits of the last token to
@@ -45,6 +60,25 @@ class LlamaModel {
 
   // Bytes of weights one decode step reads (every matrix once, the embedding row aside).
   int64_t weight_bytes_per_token() const;
+  // Bytes of weights resident on the model's device (CUDA: everything uploaded; CPU: the f32 copies made).
+  int64_t resident_weight_bytes() const;
+
+  // An owning buffer on a device: host memory on the CPU, cudaMalloc'd memory on CUDA. Zero-filled.
+  class Buffer {
+   public:
+    Buffer() = default;
+    Buffer(DeviceId device, DType dtype, Shape shape);
+    void* data() const { return device_.kind == DeviceKind::kCuda ? dev_.data() : host_.data(); }
+    size_t bytes() const { return device_.kind == DeviceKind::kCuda ? dev_.bytes() : host_.bytes(); }
+    TensorView view() const { return TensorView(data(), dtype_, shape_, device_); }
+
+   private:
+    DeviceId device_{};
+    DType dtype_ = DType::kU8;
+    Shape shape_;
+    HostBuffer host_;
+    DeviceBuffer dev_;
+  };
 
  private:
   struct Workspace;
@@ -53,12 +87,20 @@ class LlamaModel {
                const DecodeBatch* batch, int64_t q_start);
   void compute_logits(int64_t first_row, int64_t n_rows, float* out);
   void ensure_workspace(int64_t n_tokens);
+  struct RandomTag {};
+  LlamaModel(std::shared_ptr<const LoadedModel> model, ModelOptions options, RandomTag, uint64_t seed);
+  void upload_weights();                    // CUDA: the loaded weights to the device
+  void random_weights(uint64_t seed);       // either device
+  void init_rope();
+  bool on_cuda() const { return options_.device.kind == DeviceKind::kCuda; }
 
   std::shared_ptr<const LoadedModel> model_;
   ModelOptions options_;
   ModelWeights weights_;                // f32 views used for compute (converted copies or the mmap itself)
   std::vector<HostBuffer> converted_;   // owns f32 copies of f16/bf16 matrices
+  std::vector<Buffer> owned_;           // weights on the model's device (CUDA, or random weights)
   std::vector<float> inv_freq_;         // [head_dim / 2]
+  Buffer inv_freq_dev_;                 // CUDA: inv_freq_ on the device
   double position_scale_ = 1.0;
   std::unique_ptr<Workspace> ws_;
 };

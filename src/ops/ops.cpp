@@ -270,3 +270,25 @@ void sample_tokens(const SampleTokensArgs& a) {
 }
 
 }  // namespace skv
+
+namespace skv {
+
+void cast_rows(const CastRowsArgs& a) {
+  const DeviceId dev = common_device("cast_rows", {&a.src, &a.dst, &a.dst_rows});
+  require(a.src.dtype == DType::kF32 && a.src.shape.rank == 2, "cast_rows",
+          "src must be a rank-2 f32 tensor, got " + a.src.describe());
+  require((a.dst.dtype == DType::kF32 || a.dst.dtype == DType::kBF16) && a.dst.shape.rank == 2, "cast_rows",
+          "dst must be a rank-2 f32 or bf16 tensor, got " + a.dst.describe());
+  require(a.dst.dim(1) == a.src.dim(1), "cast_rows", "src and dst rows differ: " + a.src.describe() + " vs " +
+                                                         a.dst.describe());
+  if (a.dst_rows.empty()) {
+    require(a.dst.dim(0) >= a.src.dim(0), "cast_rows", "dst has fewer rows than src");
+  } else {
+    require(a.dst_rows.dtype == DType::kI64 && a.dst_rows.shape.rank == 1 && a.dst_rows.dim(0) == a.src.dim(0),
+            "cast_rows", "dst_rows must be [n_rows] i64, got " + a.dst_rows.describe());
+  }
+  if (a.src.numel() == 0) return;
+  SKV_DISPATCH(cast_rows, dev, a);
+}
+
+}  // namespace skv

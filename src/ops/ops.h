@@ -135,3 +135,19 @@ struct SampleTokensArgs {
 void sample_tokens(const SampleTokensArgs& args);
 
 }  // namespace skv
+
+namespace skv {
+
+// Copies rows of f32 values into a destination of f32 or bf16 (bf16: round to nearest even), optionally
+// scattered: row i of src goes to row dst_rows[i] of dst, else to row i. The CUDA KV cache stores a prefill
+// chunk (dense) and a decode step's new K/V of every sequence (scattered, one launch per layer) with it.
+// CUDA: dst_rows is device data the host does not read: a row index outside [0, n_dst_rows) is skipped (never an
+// out-of-bounds write); the CPU twin rejects it.
+struct CastRowsArgs {
+  TensorView src;       // [n_rows, row] f32
+  TensorView dst;       // [n_dst_rows, row] f32 or bf16
+  TensorView dst_rows;  // [n_rows] i64, or empty: then n_dst_rows >= n_rows and row i goes to row i
+};
+void cast_rows(const CastRowsArgs& args);
+
+}  // namespace skv

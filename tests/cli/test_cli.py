@@ -959,6 +959,99 @@ class ConvertTest(CliTestCase):
             self.assert_usage_error(["convert-llama2c", "--checkpoint", ckpt, "--out", out], "--tokenizer")
 
 
+LLAMA31_8B_CONFIG = {
+    "architectures": ["LlamaForCausalLM"], "attention_bias": False, "bos_token_id": 128000,
+    "eos_token_id": [128001, 128008, 128009], "hidden_act": "silu", "hidden_size": 4096,
+    "intermediate_size": 14336, "max_position_embeddings": 131072, "model_type": "llama",
+    "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "rms_norm_eps": 1e-05,
+    "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+    "rope_theta": 500000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16", "vocab_size": 128256,
+}
+
+
+class PlanBenchDeviceTest(CliTestCase):
+    """plan (works without a GPU via --memory-gib), bench's flags, and --device on a CPU build."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="skv-plan-")
+        with open(os.path.join(self.tmp, "config.json"), "w") as f:
+            json.dump(LLAMA31_8B_CONFIG, f)
+        probe = self.run_cli("generate", "--device", "cuda", "--model", self.tmp)
+        self.cpu_build = "built without CUDA" in probe.stderr
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_plan_llama31_8b_json(self):
+        r = self.run_cli("plan", "--model", self.tmp, "--context", "128k", "--memory-gib", "80", "--json")
+        self.assert_ok(r)
+        j = json.loads(r.stdout)
+        self.assertEqual(j["context"], 131072)
+        self.assertAlmostEqual(j["weight_bytes"] / 1e9, 16.06, places=2)
+        self.assertEqual(j["kv_bytes_per_sequence"], 16 << 30)
+        self.assertEqual(j["max_batch"], 3)
+        self.assertEqual(j["batch"], 3)
+        self.assertTrue(j["fits"])
+
+    def test_plan_text(self):
+        r = self.run_cli("plan", "--model", self.tmp, "--context", "131072", "--memory-gib", "80", "--batch", "2")
+        self.assert_ok(r)
+        self.assertIn("16.00 GiB per sequence", r.stdout)
+        self.assertIn("largest batch:   3", r.stdout)
+        self.assertIn("fits:            yes", r.stdout)
+
+    def test_plan_errors(self):
+        self.assert_error(["plan", "--model", self.tmp, "--context", "128k"], "--memory-gib")
+        self.assert_error(["plan", "--model", self.tmp, "--memory-gib", "80"], "--context")
+        self.assert_error(["plan", "--model", self.tmp, "--context", "12q", "--memory-gib", "80"], "--context", "12q")
+        self.assert_error(["plan", "--model", self.tmp, "--context", "1k", "--memory-gib", "80", "--weight-dtype",
+                           "f16"], "--weight-dtype", "f16")
+        self.assert_usage_error(["plan", "--bogus"], "--bogus")
+        self.assert_usage_error(["plan", "--memory-gib", "lots"], "lots")
+
+    def test_help(self):
+        for cmd in ("plan", "bench"):
+            r = self.run_cli(cmd, "--help")
+            self.assertEqual(r.returncode, 0, r.describe())
+            self.assertIn("--context", r.stdout)
+            self.assertIn("--device", r.stdout)
+        r = self.run_cli("bench", "--help")
+        self.assertIn("--random-weights", r.stdout)
+        self.assertIn("--batch", r.stdout)
+
+    def test_bench_bad_flags(self):
+        self.assert_usage_error(["bench", "--bogus"], "--bogus")
+        self.assert_usage_error(["bench", "--steps", "x"], "x")
+        self.assert_error(["bench", "--device", "cpu", "--model", self.tmp, "--random-weights"], "--device cuda")
+        self.assert_error(["bench", "--device", "tpu", "--model", self.tmp], "--device", "tpu")
+
+    def test_device_cuda_errors(self):
+        if not self.cpu_build:
+            self.skipTest("a CUDA build")
+        for args in (["generate", "--model", self.tmp, "--device", "cuda"],
+                     ["bench", "--model", self.tmp, "--random-weights", "--device", "cuda"],
+                     ["plan", "--model", self.tmp, "--context", "1k", "--device", "cuda"],
+                     ["eval", "--model", self.tmp, "--tasks", "vt", "--context", "256", "--device", "cuda"]):
+            self.assert_error(args, "--device cuda", "built without CUDA")
+        self.assert_error(["generate", "--model", self.tmp, "--device", "gpu"], "--device", "gpu")
+        self.assert_error(["generate", "--model", self.tmp, "--device", "cuda:x"], "cuda:x")
+
+    def test_device_cuda_without_gpu(self):
+        if self.cpu_build or os.path.exists("/dev/nvidia0"):
+            self.skipTest("needs a CUDA build on a machine without a GPU")
+        self.assert_error(["generate", "--model", self.tmp, "--device", "cuda"], "no CUDA device")
+
+    def test_generate_cpu_device_flag(self):
+        require_model(self)
+        r = self.run_cli("generate", "--model", model_dir(), "--device", "cpu", "--max-tokens", "5", "--json",
+                         timeout=GENERATE_TIMEOUT_S)
+        self.assert_ok(r)
+        j = json.loads(r.stdout)
+        self.assertEqual(j["device"], "cpu")
+        self.assertEqual(len(j["tokens"]), 5)
+
+
 def main():
     global SHADOWKV, MODELS, SHARED_DATA
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -39,5 +39,7 @@ void add_tokenize_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_plan_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace skv::cli

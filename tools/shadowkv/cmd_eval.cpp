@@ -14,6 +14,7 @@
 
 #include "attention_flags.h"
 #include "cli_common.h"
+#include "device_flags.h"
 #include "core/error.h"
 #include "eval/chat_template.h"
 #include "eval/harness.h"
@@ -182,11 +183,10 @@ void run_eval(const EvalFlags& f) {
     return;
   }
   // Validate every flag before loading anything.
-  if (f.device == "cuda")
-    throw Error(ErrorCode::kUnsupported,
-                "--device cuda: this shadowkv was built without CUDA (there is no CUDA backend yet); use --device cpu");
-  if (f.device != "cpu")
-    throw Error(ErrorCode::kInvalidArgument, "--device must be cpu or cuda, got '" + f.device + "'");
+  if (parse_device_flag(f.device).kind == DeviceKind::kCuda)
+    throw Error(ErrorCode::kUnsupported, "--device " + f.device +
+                                             ": eval runs on the CPU backend only for now (the GPU runs generate and "
+                                             "bench); use --device cpu");
   const bool sweep = f.sweep_depth != 0;
   if (sweep && (f.sweep_depth < 2 || f.sweep_depth > 101))
     throw Error(ErrorCode::kInvalidArgument,

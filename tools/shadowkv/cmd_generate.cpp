@@ -8,6 +8,9 @@
 
 #include "attention_flags.h"
 #include "cli_common.h"
+#include "device_flags.h"
+#include "model/device_util.h"
+#include "model/memory_plan.h"
 #include "engine/engine.h"
 #include "engine/stop_strings.h"
 #include "kv/shadow_kv_cache.h"
@@ -32,6 +35,8 @@ struct GenerateFlags {
   AttentionFlags attention;
   bool report = false;
   bool json = false;
+  std::string device = "cpu";
+  std::string weight_dtype = "bf16";
 };
 
 constexpr int64_t kDefaultMaxTokens = 256;
@@ -69,8 +74,10 @@ void print_report(const std::vector<LayerReport>& layers) {
 }
 
 void run_generate(const GenerateFlags& f) {
-  const auto dir = resolve_model_dir(f.model);
   // Validate every flag before loading anything.
+  const DeviceId device = parse_device_flag(f.device);
+  const DType weight_dtype = parse_weight_dtype_flag(f.weight_dtype);
+  const auto dir = resolve_model_dir(f.model);
   SamplingParams sampling{f.temperature, f.top_k, f.top_p, f.seed};
   validate_sampling_params(sampling);
   if (f.max_tokens == 0 || f.max_tokens < -1)
@@ -81,6 +88,8 @@ void run_generate(const GenerateFlags& f) {
   const AttentionOptions attention = attention_options(f.attention, f.report);
   if (f.report && attention.kind != AttentionKind::kShadowKv)
     throw Error(ErrorCode::kInvalidArgument, "--report measures ShadowKV against exact attention: add --attention shadowkv");
+  if (device.kind == DeviceKind::kCuda && attention.kind != AttentionKind::kFull)
+    throw Error(ErrorCode::kUnsupported, "--attention shadowkv runs on the CPU backend only for now");
   const std::string prompt = f.prompt_file.empty() ? f.prompt : read_text_file(f.prompt_file);
 
   const Tokenizer tokenizer = Tokenizer::load(dir / "tokenizer.json");
@@ -117,8 +126,25 @@ void run_generate(const GenerateFlags& f) {
                                           std::to_string(limit) + " tokens (lower --max-tokens or raise --context-limit)");
   }
 
-  LlamaModel model(loaded);
-  const std::unique_ptr<KvCache> cache = make_model_kv_cache(c, attention);
+  ModelOptions model_options;
+  model_options.device = device;
+  model_options.weight_dtype = weight_dtype;
+  AttentionOptions cache_options = attention;
+  if (device.kind == DeviceKind::kCuda) {
+    // One sequence of prompt + max_tokens tokens: checked against free device memory before any allocation.
+    MemoryPlanRequest req;
+    req.context = n_prompt + max_tokens;
+    req.batch = 1;
+    req.weight_dtype = weight_dtype;
+    req.prefill_chunk = model_options.prefill_chunk_tokens;
+    req.memory_bytes = device_memory_info(device.index).free_bytes;
+    require_fits(plan_memory(c, req));
+    cache_options.device = device;
+    cache_options.max_sequences = 1;
+    cache_options.max_tokens = n_prompt + max_tokens - 1;
+  }
+  LlamaModel model(loaded, model_options);
+  const std::unique_ptr<KvCache> cache = make_model_kv_cache(c, cache_options);
   Engine engine(model, *cache);
   GenerationRequest request;
   request.prompt = prompt_tokens;
@@ -173,6 +199,7 @@ void run_generate(const GenerateFlags& f) {
     j["prefill_tokens_per_s"] = prefill_tps;
     j["decode_tokens_per_s"] = decode_tps;
     j["attention"] = attention_kind_name(attention.kind);
+    j["device"] = device_name(device);
     if (shadow != nullptr && !shadow->notice().empty()) j["notice"] = shadow->notice();
     if (f.report && shadow != nullptr) j["report"] = report_json(shadow->report());
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
@@ -214,6 +241,9 @@ void add_generate_command(CLI::App& app) {
                 "possible set, the output error against exact attention, and the chunk reuse rate (keeps an "
                 "exact copy of K/V for the comparison)");
   cmd->add_flag("--json", f->json, "Print one JSON object with prompt_tokens, tokens, text and speeds");
+  cmd->add_option("--device", f->device, "cpu, cuda or cuda:N (default cpu); CUDA runs full attention only");
+  cmd->add_option("--weight-dtype", f->weight_dtype,
+                  "CUDA: bf16 (tensor cores) or f32 (the CPU's numbers) for the matrices (default bf16)");
   cmd->callback([f] { run_generate(*f); });
 }
 

@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   skv::cli::add_info_command(app);
   skv::cli::add_convert_command(app);
   skv::cli::add_eval_command(app);
+  skv::cli::add_plan_command(app);
+  skv::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -54,3 +54,7 @@ void attention_decode_batch(const AttentionDecodeBatchArgs& args);
 void sample_tokens(const SampleTokensArgs& args);
 
 }  // namespace skv::cpu
+
+namespace skv::cpu {
+void cast_rows(const CastRowsArgs& args);
+}  // namespace skv::cpu

@@ -20,6 +20,7 @@ void attention_prefill(const AttentionPrefillArgs& args);
 void attention_decode(const AttentionDecodeArgs& args);
 void attention_decode_batch(const AttentionDecodeBatchArgs& args);
 void sample_tokens(const SampleTokensArgs& args);
+void cast_rows(const CastRowsArgs& args);
 
 int64_t attention_decode_batch_workspace_floats(int64_t n_seqs, int64_t n_q_heads, int64_t n_kv_heads,
                                                 int64_t head_dim, int64_t max_length, int device);
