@@ -164,11 +164,22 @@ Architecture parse_architecture(const Reader& r) {
   r.missing("architectures");
 }
 
-void parse_rope_scaling(const Reader& top, ModelConfig& c) {
-  if (!top.has("rope_scaling")) return;
-  const json& rs = top.at("rope_scaling");
-  if (!rs.is_object()) top.bad("rope_scaling", "an object or null");
-  const Reader r(rs, top.source(), "rope_scaling");
+// RoPE: transformers 5 writes `rope_parameters` {rope_type, rope_theta, factor, ...}; earlier versions a
+// top-level `rope_theta` and `rope_scaling` {type | rope_type, factor, ...}. Both are read, the older keys
+// first where a file has both. Missing the new form would silently run a model at theta 10000 unscaled.
+void parse_rope(const Reader& top, ModelConfig& c) {
+  const char* section = top.has("rope_scaling") ? "rope_scaling" : top.has("rope_parameters") ? "rope_parameters" : nullptr;
+  double theta = 10000.0;
+  if (top.has("rope_parameters")) {
+    const json& rp = top.at("rope_parameters");
+    if (!rp.is_object()) top.bad("rope_parameters", "an object or null");
+    theta = Reader(rp, top.source(), "rope_parameters").number("rope_theta", 0.0, 1e12, false, theta);
+  }
+  c.rope_theta = top.number("rope_theta", 0.0, 1e12, false, theta);
+  if (section == nullptr) return;
+  const json& rs = top.at(section);
+  if (!rs.is_object()) top.bad(section, "an object or null");
+  const Reader r(rs, top.source(), section);
   // transformers >= 4.43 writes rope_type; older files write type.
   const char* type_key = r.has("rope_type") ? "rope_type" : "type";
   const std::string type = r.string(type_key, true);
@@ -245,12 +256,11 @@ ModelConfig parse_hf_config(const json& j, const std::string& source) {
 
   // HF's own defaults where a key is optional.
   c.norm_eps = r.number("rms_norm_eps", 0.0, 0.5, false, 1e-6);
-  c.rope_theta = r.number("rope_theta", 0.0, 1e12, false, 10000.0);
   const int64_t default_positions = c.arch == Architecture::kLlama     ? 2048
                                     : c.arch == Architecture::kMistral ? 4096 * 32
                                                                        : 32768;
   c.max_position_embeddings = r.integer("max_position_embeddings", 1, kMaxPositions, false, default_positions);
-  parse_rope_scaling(r, c);
+  parse_rope(r, c);
   c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
 
   switch (c.arch) {

@@ -67,6 +67,36 @@ TEST(HfConfig, Llama31WithLlama3RopeScaling) {
   EXPECT_EQ(c.parameter_count(), 8030261248);  // the published 8.03B
 }
 
+TEST(HfConfig, Transformers5RopeParameters) {
+  // transformers 5 drops the top-level rope_theta and rope_scaling for one rope_parameters object.
+  json j = llama31_8b();
+  const json scaling = j["rope_scaling"];
+  j.erase("rope_scaling");
+  j.erase("rope_theta");
+  j["rope_parameters"] = scaling;
+  j["rope_parameters"]["rope_theta"] = 500000.0;
+  const ModelConfig c = parse_hf_config(j, "config.json");
+  EXPECT_DOUBLE_EQ(c.rope_theta, 500000.0);
+  EXPECT_EQ(c.rope_scaling.type, RopeScalingType::kLlama3);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 8.0);
+  EXPECT_EQ(c.rope_scaling.original_max_position_embeddings, 8192);
+
+  json plain = qwen2_05b();
+  plain.erase("rope_theta");
+  plain["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 1000000.0}};
+  const ModelConfig q = parse_hf_config(plain, "config.json");
+  EXPECT_DOUBLE_EQ(q.rope_theta, 1000000.0);
+  EXPECT_EQ(q.rope_scaling.type, RopeScalingType::kNone);
+
+  j["rope_parameters"]["rope_type"] = "yarn";
+  try {
+    parse_hf_config(j, "config.json");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rope_parameters.rope_type"), std::string::npos) << e.what();
+  }
+}
+
 TEST(HfConfig, Llama2LinearScalingNullScalingAndDefaults) {
   json j = llama31_8b();
   j["rope_scaling"] = {{"type", "linear"}, {"factor", 4.0}};
