@@ -315,8 +315,10 @@ void attention_prefill_with_variant(const AttentionPrefillArgs& a, int variant) 
   }
 }
 
-// head_dim 128: 8 warps x 16 rows, no register cap (177 registers, no spills, 1 CTA/SM); head_dim 64: the same
-// capped at 128 registers (no spills), 2 CTAs/SM. bench_attention_prefill times every variant.
-void attention_prefill(const AttentionPrefillArgs& a) { attention_prefill_with_variant(a, a.q.dim(2) == 64 ? 3 : 1); }
+// head_dim 128: variant 2, 4 warps x 32 rows (255 registers, 68 bytes spilled): on an H200 it ran a causal 32K
+// prefill at 41% of dense bf16 against 33% for variant 1 (bench/results/2026-11-26-h200-ops.md). head_dim 64:
+// variant 3, 8 warps x 16 rows capped at 128 registers (no spills), 2 CTAs/SM. bench_attention_prefill times
+// every variant; test_ops_cuda checks every variant against the CPU and float64.
+void attention_prefill(const AttentionPrefillArgs& a) { attention_prefill_with_variant(a, a.q.dim(2) == 64 ? 3 : 2); }
 
 }  // namespace skv::cuda
