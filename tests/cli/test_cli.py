@@ -1052,6 +1052,74 @@ class PlanBenchDeviceTest(CliTestCase):
         self.assertEqual(len(j["tokens"]), 5)
 
 
+class PromptIdsTest(CliTestCase):
+    """generate --prompt-ids FILE: token ids used as they are; without tokenizer.json it needs --json and omits
+    "text" (tools/hf_compare passes ids to models saved by transformers, which have no tokenizer)."""
+
+    IDS = [1, 9038, 2501, 263, 931]  # "Once upon a time" with BOS (test_prompt_file_equals_prompt)
+
+    def setUp(self):
+        require_model(self)
+        self.tmp = tempfile.mkdtemp(prefix="skv-ids-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        # stories15M without its tokenizer: config.json and a link to the weights.
+        self.notok = os.path.join(self.tmp, "notok")
+        os.mkdir(self.notok)
+        shutil.copy(os.path.join(model_dir(), "config.json"), self.notok)
+        os.symlink(os.path.join(model_dir(), "model.safetensors"), os.path.join(self.notok, "model.safetensors"))
+        self.ids = self.write("ids.txt", " ".join(map(str, self.IDS)) + "\n")
+
+    def write(self, name, text):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def run_json(self, model, *args):
+        r = self.run_cli("generate", "--model", model, "--json", *args, timeout=GENERATE_TIMEOUT_S)
+        self.assert_ok(r)
+        lines = r.stdout.splitlines()
+        self.assertEqual(len(lines), 1, f"--json must print exactly one line{r.describe()}")
+        return json.loads(lines[0])
+
+    def test_ids_equal_text_prompt(self):
+        a = self.run_json(model_dir(), "--prompt-ids", self.ids, "--max-tokens", "8")
+        b = self.run_json(model_dir(), "--prompt", "Once upon a time", "--max-tokens", "8")
+        self.assertEqual(a["prompt_tokens"], self.IDS)
+        self.assertEqual(a["tokens"], b["tokens"])
+        self.assertEqual(a["text"], b["text"], "with tokenizer.json present, the text is decoded as usual")
+
+    def test_without_tokenizer_json_only_ids(self):
+        ref = self.run_json(model_dir(), "--prompt-ids", self.ids, "--max-tokens", "8")
+        # commas and newlines separate ids too
+        ids2 = self.write("ids2.txt", "1,9038\n2501 263,931\n")
+        out = self.run_json(self.notok, "--prompt-ids", ids2, "--max-tokens", "8")
+        self.assertEqual(out["prompt_tokens"], self.IDS)
+        self.assertEqual(out["tokens"], ref["tokens"])
+        self.assertNotIn("text", out)
+        self.assertIn("tokenizer.json", out["text_omitted"])
+        self.assertEqual(out["finish_reason"], "length")
+
+    def test_errors(self):
+        self.assert_error(["generate", "--model", self.notok, "--prompt-ids", self.ids], "tokenizer.json", "--json")
+        self.assert_error(["generate", "--model", self.notok, "--prompt-ids", self.ids, "--json", "--stop", "x"],
+                          "--stop", "tokenizer.json")
+        bad = self.write("bad.txt", "1 32000\n")
+        self.assert_error(["generate", "--model", self.notok, "--prompt-ids", bad, "--json"], "32000", "vocabulary")
+        word = self.write("word.txt", "1 x 3\n")
+        self.assert_error(["generate", "--model", self.notok, "--prompt-ids", word, "--json"], "word.txt", "'x'")
+        neg = self.write("neg.txt", "1 -3\n")
+        self.assert_error(["generate", "--model", self.notok, "--prompt-ids", neg, "--json"], "'-3'")
+        empty = self.write("empty.txt", " \n")
+        self.assert_error(["generate", "--model", self.notok, "--prompt-ids", empty, "--json"], "no token ids")
+        self.assert_error(["generate", "--model", self.notok, "--prompt-ids", os.path.join(self.tmp, "nope.txt"),
+                           "--json"], "nope.txt")
+        self.assert_usage_error(["generate", "--model", model_dir(), "--prompt-ids", self.ids, "--prompt", "hi"],
+                                "--prompt")
+        self.assert_usage_error(["generate", "--model", model_dir(), "--prompt-ids", self.ids, "--prompt-file",
+                                 self.ids], "--prompt-file")
+
+
 def main():
     global SHADOWKV, MODELS, SHARED_DATA
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,6 +1,12 @@
 // shadowkv generate: stream a completion of a prompt to stdout, timings to stderr (or one JSON object).
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <exception>
+#include <filesystem>
 #include <memory>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -25,6 +31,7 @@ struct GenerateFlags {
   std::string model;
   std::string prompt;
   std::string prompt_file;
+  std::string prompt_ids;  // a file of whitespace/comma-separated token ids, used as they are (no BOS added)
   int64_t max_tokens = -1;  // -1: up to 256, within the context limit
   float temperature = 0.0f;
   int64_t top_k = 0;
@@ -41,6 +48,30 @@ struct GenerateFlags {
 
 constexpr int64_t kDefaultMaxTokens = 256;
 constexpr int64_t kMaxContextLimit = int64_t{1} << 24;  // 16M tokens: beyond this a value is a typo
+
+// --prompt-ids FILE: token ids separated by whitespace and/or commas. Range-checked against the vocabulary later.
+std::vector<int32_t> read_prompt_ids(const std::string& path) {
+  std::string text = read_text_file(path);
+  for (char& ch : text)
+    if (ch == ',') ch = ' ';
+  std::istringstream items(text);
+  std::vector<int32_t> ids;
+  std::string item;
+  while (items >> item) {
+    std::size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || v < 0 || v > INT32_MAX)
+      throw Error(ErrorCode::kParse, "--prompt-ids " + path + ": '" + item + "' is not a token id (a non-negative integer)");
+    ids.push_back(static_cast<int32_t>(v));
+  }
+  if (ids.empty()) throw Error(ErrorCode::kInvalidArgument, "--prompt-ids " + path + " holds no token ids");
+  return ids;
+}
 
 // Per layer: how much of the exact attention mass the attended set captured, how much the best set of the same
 // size would have, the output's relative error, and how often selected chunks were already resident.
@@ -90,18 +121,42 @@ void run_generate(const GenerateFlags& f) {
     throw Error(ErrorCode::kInvalidArgument, "--report measures ShadowKV against exact attention: add --attention shadowkv");
   if (device.kind == DeviceKind::kCuda && attention.kind != AttentionKind::kFull)
     throw Error(ErrorCode::kUnsupported, "--attention shadowkv runs on the CPU backend only for now");
-  const std::string prompt = f.prompt_file.empty() ? f.prompt : read_text_file(f.prompt_file);
+  const bool by_ids = !f.prompt_ids.empty();
+  // With --prompt-ids the tokenizer is optional: without tokenizer.json the output is token ids only, so --json
+  // is required (its "text" is then omitted and "text_omitted" says why) and --stop cannot be matched.
+  std::error_code ec;
+  const bool have_tokenizer = !by_ids || std::filesystem::is_regular_file(dir / "tokenizer.json", ec);
+  if (!have_tokenizer && !f.json)
+    throw Error(ErrorCode::kInvalidArgument, "--prompt-ids: " + (dir / "tokenizer.json").string() +
+                                                 " is missing, so there is no text to print: add --json (token ids only)");
+  if (!have_tokenizer && !f.stop.empty())
+    throw Error(ErrorCode::kInvalidArgument, "--stop needs " + (dir / "tokenizer.json").string() + ", which is missing");
+  std::vector<int32_t> prompt_tokens;
+  std::string prompt;
+  if (by_ids) {
+    prompt_tokens = read_prompt_ids(f.prompt_ids);
+  } else {
+    prompt = f.prompt_file.empty() ? f.prompt : read_text_file(f.prompt_file);
+  }
 
-  const Tokenizer tokenizer = Tokenizer::load(dir / "tokenizer.json");
+  std::optional<Tokenizer> tokenizer;
+  if (have_tokenizer) tokenizer.emplace(Tokenizer::load(dir / "tokenizer.json"));
   auto loaded = std::make_shared<const LoadedModel>(load_model(dir));
   const ModelConfig& c = loaded->config;
 
-  std::vector<int32_t> prompt_tokens = tokenizer.encode(prompt, true);
-  if (prompt_tokens.empty()) {
-    // An empty prompt means BOS alone.
-    const auto bos = tokenizer.bos_id();
-    if (!bos) throw Error(ErrorCode::kInvalidArgument, "the prompt is empty and the tokenizer has no BOS token");
-    prompt_tokens.push_back(*bos);
+  if (by_ids) {
+    for (int32_t t : prompt_tokens)
+      if (t >= c.vocab_size)
+        throw Error(ErrorCode::kInvalidArgument, "--prompt-ids " + f.prompt_ids + ": token id " + std::to_string(t) +
+                                                     " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+  } else {
+    prompt_tokens = tokenizer->encode(prompt, true);
+    if (prompt_tokens.empty()) {
+      // An empty prompt means BOS alone.
+      const auto bos = tokenizer->bos_id();
+      if (!bos) throw Error(ErrorCode::kInvalidArgument, "the prompt is empty and the tokenizer has no BOS token");
+      prompt_tokens.push_back(*bos);
+    }
   }
   const int64_t n_prompt = static_cast<int64_t>(prompt_tokens.size());
   int64_t limit = c.max_position_embeddings;
@@ -150,14 +205,15 @@ void run_generate(const GenerateFlags& f) {
   request.prompt = prompt_tokens;
   request.max_new_tokens = max_tokens;
   request.sampling = sampling;
-  request.stop_token_ids = tokenizer.eos_ids();
+  if (tokenizer) request.stop_token_ids = tokenizer->eos_ids();
   for (int32_t id : c.eos_token_ids)
     if (std::find(request.stop_token_ids.begin(), request.stop_token_ids.end(), id) == request.stop_token_ids.end())
       request.stop_token_ids.push_back(id);
   ProgressBar bar("prefill");
   const SeqId seq = engine.submit(request, [&bar](int64_t done, int64_t total) { bar.update(done, total); });
 
-  StreamingDecoder decoder(tokenizer, /*skip_special_tokens=*/true);
+  std::optional<StreamingDecoder> decoder;
+  if (tokenizer) decoder.emplace(*tokenizer, /*skip_special_tokens=*/true);
   StopStringMatcher stops(f.stop);
   std::vector<int32_t> generated;
   std::string text;
@@ -175,7 +231,7 @@ void run_generate(const GenerateFlags& f) {
       bar.finish();
       generated.push_back(ev.token);
       const bool is_stop_token = ev.finish == FinishReason::kStopToken;
-      if (!is_stop_token) out(stops.push(decoder.push(ev.token)));
+      if (!is_stop_token && decoder) out(stops.push(decoder->push(ev.token)));
       if (stops.stopped()) {
         finish = "stop";
         engine.cancel(seq);
@@ -184,7 +240,7 @@ void run_generate(const GenerateFlags& f) {
       }
     }
   }
-  if (!stops.stopped()) out(stops.push(decoder.finish()) + stops.finish());
+  if (!stops.stopped() && decoder) out(stops.push(decoder->finish()) + stops.finish());
 
   const auto* shadow = dynamic_cast<const ShadowKvCache*>(cache.get());
   const EngineStats& st = engine.stats();
@@ -194,7 +250,10 @@ void run_generate(const GenerateFlags& f) {
     nlohmann::json j;
     j["prompt_tokens"] = prompt_tokens;
     j["tokens"] = generated;
-    j["text"] = text;
+    if (tokenizer)
+      j["text"] = text;
+    else
+      j["text_omitted"] = "no tokenizer.json in the model directory: token ids only";
     j["finish_reason"] = finish;
     j["prefill_tokens_per_s"] = prefill_tps;
     j["decode_tokens_per_s"] = decode_tps;
@@ -223,8 +282,16 @@ void add_generate_command(CLI::App& app) {
                                         "$SHADOWKV_MODEL or the bundled stories15M");
   auto* prompt = cmd->add_option("--prompt", f->prompt, "Prompt text (empty: BOS alone)");
   auto* prompt_file = cmd->add_option("--prompt-file", f->prompt_file, "Read the prompt from this file");
+  auto* prompt_ids = cmd->add_option("--prompt-ids", f->prompt_ids,
+                                     "Read the prompt as token ids (whitespace/comma-separated) from this file, "
+                                     "used as they are (no BOS added); without tokenizer.json in the model "
+                                     "directory it needs --json, whose \"text\" is then omitted");
   prompt->excludes(prompt_file);
   prompt_file->excludes(prompt);
+  prompt_ids->excludes(prompt);
+  prompt_ids->excludes(prompt_file);
+  prompt->excludes(prompt_ids);
+  prompt_file->excludes(prompt_ids);
   cmd->add_option("--max-tokens", f->max_tokens,
                   "Tokens to generate at most (default: 256, or what fits under the context limit)");
   cmd->add_option("--temperature", f->temperature, "Sampling temperature; 0 = greedy (default 0)");
