@@ -53,6 +53,23 @@ std::string format_bytes(int64_t bytes) {
   return buf;
 }
 
+void validate_context_limit_flag(int64_t flag) {
+  constexpr int64_t kMaxContextLimit = int64_t{1} << 24;  // 16M tokens: beyond this a value is a typo
+  if (flag < 0 || flag > kMaxContextLimit)
+    throw Error(ErrorCode::kInvalidArgument, "--context-limit must be in [1, " + std::to_string(kMaxContextLimit) +
+                                                 "], got " + std::to_string(flag));
+}
+
+int64_t effective_context_limit(const ModelConfig& c, int64_t flag) {
+  if (flag <= 0) return c.max_position_embeddings;
+  if (flag > c.max_position_embeddings)
+    std::fprintf(stderr,
+                 "warning: --context-limit %lld exceeds the model's trained context of %lld tokens; RoPE will "
+                 "extrapolate and quality may drop\n",
+                 static_cast<long long>(flag), static_cast<long long>(c.max_position_embeddings));
+  return flag;
+}
+
 ProgressBar::ProgressBar(std::string label) : label_(std::move(label)), start_(std::chrono::steady_clock::now()) {}
 
 void ProgressBar::update(int64_t done, int64_t total) {

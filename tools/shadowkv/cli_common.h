@@ -9,6 +9,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "loader/model_config.h"
+
 namespace skv::cli {
 
 // --model's default: $SHADOWKV_MODEL, else the stories15M directory that scripts/fetch_models.sh prepares.
@@ -18,6 +20,11 @@ std::filesystem::path resolve_model_dir(const std::string& flag_value);
 // The whole file, or an error naming it.
 std::string read_text_file(const std::filesystem::path& path);
 std::string format_bytes(int64_t bytes);  // "1.50 GiB"
+
+// --context-limit N (0: the model's max_position_embeddings): an absurd value is an error before any work.
+void validate_context_limit_flag(int64_t flag);
+// The limit in force; a limit above the trained context warns once on stderr (RoPE then extrapolates).
+int64_t effective_context_limit(const ModelConfig& config, int64_t flag);
 
 // A progress bar on stderr that appears only once the work has taken more than a second.
 class ProgressBar {

@@ -50,7 +50,6 @@ struct EvalFlags {
   bool list_tasks = false;
 };
 
-constexpr int64_t kMaxContextLimit = int64_t{1} << 24;
 
 void list_tasks(bool as_json) {
   json j = json::array();
@@ -209,9 +208,7 @@ void run_eval(const EvalFlags& f) {
   if (sweep)
     for (int64_t i = 0; i < f.sweep_depth; ++i)
       plan.depths.push_back(static_cast<double>(i) / static_cast<double>(f.sweep_depth - 1));
-  if (f.context_limit < 0 || f.context_limit > kMaxContextLimit)
-    throw Error(ErrorCode::kInvalidArgument, "--context-limit must be in [1, " + std::to_string(kMaxContextLimit) +
-                                                 "], got " + std::to_string(f.context_limit));
+  validate_context_limit_flag(f.context_limit);
   std::vector<int64_t> contexts;
   if (!f.context.empty()) contexts = ev::parse_context_list(f.context);
   const ev::ChatTemplate forced =
@@ -221,15 +218,7 @@ void run_eval(const EvalFlags& f) {
   const Tokenizer tokenizer = Tokenizer::load(dir / "tokenizer.json");
   auto loaded = std::make_shared<const LoadedModel>(load_model(dir));
   const ModelConfig& c = loaded->config;
-  int64_t limit = c.max_position_embeddings;
-  if (f.context_limit > 0) {
-    if (f.context_limit > c.max_position_embeddings)
-      std::fprintf(stderr,
-                   "warning: --context-limit %lld exceeds the model's trained context of %lld tokens; RoPE will "
-                   "extrapolate and quality may drop\n",
-                   static_cast<long long>(f.context_limit), static_cast<long long>(c.max_position_embeddings));
-    limit = f.context_limit;
-  }
+  const int64_t limit = effective_context_limit(c, f.context_limit);
   if (contexts.empty()) contexts = {std::min<int64_t>(4096, limit)};
   for (int64_t ctx : contexts)
     if (ctx > limit)

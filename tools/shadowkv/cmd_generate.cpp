@@ -47,7 +47,6 @@ struct GenerateFlags {
 };
 
 constexpr int64_t kDefaultMaxTokens = 256;
-constexpr int64_t kMaxContextLimit = int64_t{1} << 24;  // 16M tokens: beyond this a value is a typo
 
 // --prompt-ids FILE: token ids separated by whitespace and/or commas. Range-checked against the vocabulary later.
 std::vector<int32_t> read_prompt_ids(const std::string& path) {
@@ -113,9 +112,7 @@ void run_generate(const GenerateFlags& f) {
   validate_sampling_params(sampling);
   if (f.max_tokens == 0 || f.max_tokens < -1)
     throw Error(ErrorCode::kInvalidArgument, "--max-tokens must be at least 1, got " + std::to_string(f.max_tokens));
-  if (f.context_limit < 0 || f.context_limit > kMaxContextLimit)
-    throw Error(ErrorCode::kInvalidArgument, "--context-limit must be in [1, " + std::to_string(kMaxContextLimit) +
-                                                 "], got " + std::to_string(f.context_limit));
+  validate_context_limit_flag(f.context_limit);
   const AttentionOptions attention = attention_options(f.attention, f.report);
   if (f.report && attention.kind != AttentionKind::kShadowKv)
     throw Error(ErrorCode::kInvalidArgument, "--report measures ShadowKV against exact attention: add --attention shadowkv");
@@ -159,15 +156,7 @@ void run_generate(const GenerateFlags& f) {
     }
   }
   const int64_t n_prompt = static_cast<int64_t>(prompt_tokens.size());
-  int64_t limit = c.max_position_embeddings;
-  if (f.context_limit > 0) {
-    if (f.context_limit > c.max_position_embeddings)
-      std::fprintf(stderr,
-                   "warning: --context-limit %lld exceeds the model's trained context of %lld tokens; RoPE will "
-                   "extrapolate and quality may drop\n",
-                   static_cast<long long>(f.context_limit), static_cast<long long>(c.max_position_embeddings));
-    limit = f.context_limit;
-  }
+  const int64_t limit = effective_context_limit(c, f.context_limit);
   if (n_prompt >= limit)
     throw Error(ErrorCode::kResource, "the prompt has " + std::to_string(n_prompt) +
                                           " tokens, which leaves no room under the context limit of " +
