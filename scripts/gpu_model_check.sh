@@ -63,15 +63,13 @@ fi
 step ctest_cuda 150 ctest --test-dir "$BUILD" -L cuda --output-on-failure --timeout 150
 # The printed numbers of the model tests (match length, bf16 error, bf16 tokens), straight from the binary.
 [ -x "$BUILD/tests/model/test_model_cuda" ] &&
-  step model_cuda_verbose 90 "$BUILD/tests/model/test_model_cuda" --gtest_filter='ModelCuda.F32Greedy*:ModelCuda.Bf16*'
+  step model_cuda_verbose 90 "$BUILD/tests/model/test_model_cuda" --gtest_filter='ModelCuda.Testbed*'
 
-if [ "$HAVE_STORIES" = 1 ]; then
-  step generate_cuda_bf16 60 "$SKV" generate --device cuda --model "$ROOT/models/stories15M" --max-tokens 100 --json
-  step generate_cuda_f32 60 "$SKV" generate --device cuda --weight-dtype f32 --model "$ROOT/models/stories15M" \
-    --prompt "Once upon a time" --max-tokens 60
-else
-  skip generate_cuda "no models/stories15M"
-fi
+# The testbed model (committed, head_dim 64) runs on CUDA; stories15M (head_dim 48) does not yet.
+step generate_cuda_bf16 60 "$SKV" generate --device cuda --model "$ROOT/models/testbed" \
+  --prompt "The special magic number for quiet river is: 4417321." --max-tokens 40 --json
+step generate_cuda_f32 60 "$SKV" generate --device cuda --weight-dtype f32 --model "$ROOT/models/testbed" \
+  --prompt "The special magic number for quiet river is: 4417321." --max-tokens 40
 
 # Llama-3.1-8B's published config.json (meta-llama/Llama-3.1-8B), weights random on the device.
 L8B="$LOGS/llama-3.1-8b-config"

@@ -1,6 +1,7 @@
 // Engine step loop.
 #include "engine/engine.h"
 
+#include <limits>
 #include <string>
 
 namespace skv {
@@ -28,6 +29,8 @@ SeqId Engine::submit(GenerationRequest request, ProgressFn prefill_progress) {
       throw Error(ErrorCode::kInvalidArgument, "prompt token " + std::to_string(t) + " is outside the vocabulary [0, " +
                                                    std::to_string(c.vocab_size) + ")");
   validate_sampling_params(request.sampling);
+  if (request.max_new_tokens > std::numeric_limits<int64_t>::max() - static_cast<int64_t>(request.prompt.size()))
+    throw Error(ErrorCode::kInvalidArgument, "max new tokens " + std::to_string(request.max_new_tokens) + " is too large");
   const SeqId id = next_id_++;
   // The last generated token is never fed back, so the cache holds at most prompt + max_new_tokens - 1 tokens.
   cache_.add_sequence(id, static_cast<int64_t>(request.prompt.size()) + request.max_new_tokens - 1);
@@ -60,7 +63,14 @@ std::vector<TokenEvent> Engine::step() {
     if (!s.prefilled) {
       logits_.resize(static_cast<size_t>(vocab));
       const auto t0 = Clock::now();
-      model_.prefill(cache_, id, s.request.prompt, logits_, s.progress);
+      try {
+        model_.prefill(cache_, id, s.request.prompt, logits_, s.progress);
+      } catch (...) {
+        // A half-done prefill leaves partial K/V behind: drop the sequence rather than prefill it again on top.
+        cache_.release(id);
+        seqs_.erase(id);
+        throw;
+      }
       stats_.prefill_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
       stats_.prefill_tokens += static_cast<int64_t>(s.request.prompt.size());
       s.prefilled = true;
@@ -74,7 +84,16 @@ std::vector<TokenEvent> Engine::step() {
   if (batch.size() > 0) {
     logits_.resize(static_cast<size_t>(batch.size() * vocab));
     const auto t0 = Clock::now();
-    model_.decode(cache_, batch, tokens, logits_);
+    try {
+      model_.decode(cache_, batch, tokens, logits_);
+    } catch (...) {
+      // Some layers may hold the step's token and others not: these sequences cannot go on.
+      for (SeqId id : batch.seqs) {
+        cache_.release(id);
+        seqs_.erase(id);
+      }
+      throw;
+    }
     stats_.decode_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
     stats_.decode_tokens += batch.size();
     ++stats_.decode_steps;

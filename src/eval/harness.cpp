@@ -126,7 +126,11 @@ RunStats run_plan(const EvalPlan& plan, const EvalEnv& env, ResultsFile& results
       r.prompt_hash = hash;
       r.prompt_tokens = s.prompt_tokens();
       r.answers = s.answers;
-      r.output = env.tokenizer->decode(g.tokens, /*skip_special_tokens=*/true);
+      // Ids past the tokenizer's vocabulary (a model's padding rows) have no text: leave them out.
+      std::vector<int32_t> known;
+      for (int32_t t : g.tokens)
+        if (t >= 0 && t < env.tokenizer->vocab_size()) known.push_back(t);
+      r.output = env.tokenizer->decode(known, /*skip_special_tokens=*/true);
       r.score = score_prediction(s.metric, r.output, s.answers);
       r.finish = g.finish;
       r.generated_tokens = static_cast<int64_t>(g.tokens.size());

@@ -12,11 +12,25 @@ namespace {
   throw Error(ErrorCode::kInvalidArgument, "shadowkv: " + what);
 }
 
+// Upper bounds keep the products the layout computes (local_chunks * chunk_size, 24 * sparse_budget) far from
+// int64 overflow; a value past them is a typo, not a configuration.
+constexpr int64_t kMaxChunkSize = 4096;
+constexpr int64_t kMaxTokens = int64_t{1} << 24;
+
+void require_at_most(const char* name, int64_t value, int64_t limit) {
+  if (value > limit) invalid(std::string(name) + " must be at most " + std::to_string(limit) + ", got " + std::to_string(value));
+}
+
 }  // namespace
 
 void ShadowParams::validate() const {
   if (chunk_size < 1) invalid("chunk_size must be at least 1, got " + std::to_string(chunk_size));
+  require_at_most("chunk_size", chunk_size, kMaxChunkSize);
   if (rank < 1) invalid("rank must be at least 1, got " + std::to_string(rank));
+  require_at_most("rank", rank, kMaxTokens);
+  require_at_most("sparse_budget", sparse_budget, kMaxTokens);
+  require_at_most("outlier_chunks", outlier_chunks, kMaxTokens);
+  require_at_most("local_chunks", local_chunks, kMaxTokens);
   if (sparse_budget < chunk_size)
     invalid("sparse_budget must be at least chunk_size (" + std::to_string(chunk_size) + "), got " +
             std::to_string(sparse_budget));

@@ -63,6 +63,13 @@ void validate_options(const ModelOptions& o) {
   }
 }
 
+// Said before any upload or allocation rather than by the first attention launch.
+void validate_model_for_device(const ModelConfig& c, const ModelOptions& o) {
+  if (o.device.kind == DeviceKind::kCuda && c.head_dim != 64 && c.head_dim != 128)
+    throw Error(ErrorCode::kUnsupported, "the CUDA attention kernels take head_dim 64 or 128; this model has " +
+                                             std::to_string(c.head_dim) + " (run it with --device cpu)");
+}
+
 // On CUDA: the weights must fit in free device memory; checked before the first allocation.
 void require_weights_fit(const ModelConfig& c, const ModelOptions& o) {
   if (o.device.kind != DeviceKind::kCuda) return;
@@ -79,6 +86,7 @@ void require_weights_fit(const ModelConfig& c, const ModelOptions& o) {
 LlamaModel::LlamaModel(std::shared_ptr<const LoadedModel> model, ModelOptions options)
     : model_(std::move(model)), options_(options), ws_(std::make_unique<Workspace>()) {
   validate_options(options_);
+  validate_model_for_device(model_->config, options_);
   if (on_cuda()) {
     require_weights_fit(model_->config, options_);
     upload_weights();
@@ -89,10 +97,12 @@ LlamaModel::LlamaModel(std::shared_ptr<const LoadedModel> model, ModelOptions op
   const ModelWeights& w = model_->weights;
   converted_.reserve(4 + 12 * static_cast<size_t>(c.n_layers));  // views into it must stay valid
   weights_.embed = w.embed;  // rows are converted as they are gathered
-  weights_.final_norm = w.final_norm;
+  weights_.final_norm = as_f32(w.final_norm, converted_);
   weights_.lm_head = as_f32(w.lm_head, converted_);
   for (const LayerWeights& l : w.layers) {
     LayerWeights f = l;
+    f.attn_norm = as_f32(l.attn_norm, converted_);
+    f.mlp_norm = as_f32(l.mlp_norm, converted_);
     f.wq = as_f32(l.wq, converted_);
     f.wk = as_f32(l.wk, converted_);
     f.wv = as_f32(l.wv, converted_);

@@ -49,9 +49,19 @@ MemoryPlan plan_memory(const ModelConfig& c, const MemoryPlanRequest& r) {
   auto total = [&](int64_t batch) {
     return p.weight_bytes + batch * p.kv_bytes_per_sequence + workspace_bytes(c, r.prefill_chunk, batch, r.context);
   };
-  // The largest batch: the KV bound first, then down while the workspace does not fit.
+  // The largest batch: the KV bound first, then a binary search for the largest batch whose workspace fits
+  // too (a step-by-step walk down took billions of steps for a small model and a large memory), then a short
+  // walk down in case the attention partials make total() not quite monotone.
   int64_t b = 0;
   if (usable > p.weight_bytes && p.kv_bytes_per_sequence > 0) b = (usable - p.weight_bytes) / p.kv_bytes_per_sequence;
+  if (b > 0 && total(b) > usable) {
+    int64_t lo = 0, hi = b;  // total(lo) fits (or lo == 0), total(hi) does not
+    while (hi - lo > 1) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      (total(mid) <= usable ? lo : hi) = mid;
+    }
+    b = lo;
+  }
   while (b > 0 && total(b) > usable) --b;
   p.max_batch = b;
   p.batch = r.batch == 0 ? p.max_batch : r.batch;

@@ -869,7 +869,10 @@ StreamingDecoder::StreamingDecoder(const Tokenizer& tok, bool skip_special_token
     : tok_(&tok), skip_special_(skip_special_tokens) {}
 
 std::string StreamingDecoder::push(int32_t id) {
-  if (id < 0 || id >= tok_->vocab_size()) (void)tok_->token_text(id);  // throws the out-of-range error
+  if (id < 0) (void)tok_->token_text(id);  // throws the out-of-range error
+  // Models often pad the embedding past the tokenizer's vocabulary (Qwen2.5: 152064 rows, ~151665 tokens);
+  // a sampled padding id has no text. Skip it, as Hugging Face's decode does, rather than end the stream.
+  if (id >= tok_->vocab_size()) return {};
   if (skip_special_ && tok_->is_special(id)) return {};
   ids_.push_back(id);
   const std::span<const int32_t> all(ids_);

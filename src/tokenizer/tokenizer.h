@@ -50,7 +50,9 @@ class Tokenizer {
 class StreamingDecoder {
  public:
   explicit StreamingDecoder(const Tokenizer& tok, bool skip_special_tokens = true);
-  std::string push(int32_t id);  // text that is now complete (never half a UTF-8 char)
+  std::string push(int32_t id);  // text that is now complete (never half a UTF-8 char); an id past the
+                                 // vocabulary (a model's padding rows) has no text
+
   std::string finish();          // whatever remains (invalid bytes as U+FFFD); the decoder can then be reused
 
  private:

@@ -333,6 +333,12 @@ TEST(ShadowKvCache, InvalidParametersAreNamed) {
   EXPECT_EQ(error_of({.outlier_chunks = -2}),
             "shadowkv: outlier_chunks must be -1 (24 per 1024 tokens of budget) or at least 0, got -2");
   EXPECT_EQ(error_of({.local_chunks = -1}), "shadowkv: local_chunks must be at least 0, got -1");
+  // Absurd values would overflow the layout's products (local_chunks * chunk_size, 24 * sparse_budget).
+  EXPECT_EQ(error_of({.local_chunks = int64_t{1} << 61}),
+            "shadowkv: local_chunks must be at most 16777216, got 2305843009213693952");
+  EXPECT_EQ(error_of({.sparse_budget = int64_t{1} << 60}),
+            "shadowkv: sparse_budget must be at most 16777216, got 1152921504606846976");
+  EXPECT_EQ(error_of({.chunk_size = 8192}), "shadowkv: chunk_size must be at most 4096, got 8192");
   EXPECT_EQ(error_of({}), "no error");
   try {
     ShadowKvCache(2, 4, 2, 16, ShadowParams{}, std::vector<float>(7), 1.0);

@@ -59,6 +59,21 @@ TEST(MemoryPlan, Llama31_8bAt128k) {
   EXPECT_NEAR(static_cast<double>(model_weight_bytes(c, DType::kF32)) / static_cast<double>(w), 2.0, 1e-3);
 }
 
+TEST(MemoryPlan, LargestBatchIsFoundQuicklyForHugeMemory) {
+  // A tiny context and a huge memory: the largest batch is in the millions, found by a binary search (a walk
+  // down one batch at a time did not finish).
+  const ModelConfig c = llama31_8b();
+  MemoryPlanRequest r;
+  r.context = 1;
+  r.batch = 0;
+  r.memory_bytes = int64_t{100000} << 30;
+  const MemoryPlan p = plan_memory(c, r);
+  EXPECT_GT(p.max_batch, 1000000);
+  EXPECT_TRUE(p.fits());
+  r.batch = p.max_batch + 1;
+  EXPECT_FALSE(plan_memory(c, r).fits());
+}
+
 TEST(MemoryPlan, NothingFits) {
   MemoryPlanRequest r;
   r.context = 131072;

@@ -25,7 +25,13 @@ int32_t sample_row(const float* logits, size_t vocab, const TokenSamplingParams&
     return logits[static_cast<size_t>(a)] > logits[static_cast<size_t>(b)] ||
            (logits[static_cast<size_t>(a)] == logits[static_cast<size_t>(b)] && a < b);
   };
-  std::partial_sort(order.begin(), order.begin() + static_cast<ptrdiff_t>(keep), order.end(), by_logit);
+  // The comparator is a total order (ties by id), so sort and partial_sort give the same candidates; a full
+  // partial_sort is a heap sort, several times slower than sort.
+  if (keep == vocab) {
+    std::sort(order.begin(), order.end(), by_logit);
+  } else {
+    std::partial_sort(order.begin(), order.begin() + static_cast<ptrdiff_t>(keep), order.end(), by_logit);
+  }
   order.resize(keep);
   const double max_logit = logits[static_cast<size_t>(order[0])];
   probs.resize(keep);
