@@ -46,7 +46,8 @@ class Engine {
   SeqId submit(GenerationRequest request, ProgressFn prefill_progress = {});
   // Ends a sequence early (e.g. a stop string matched): it frees its cache.
   void cancel(SeqId seq);
-  // Runs one step; returns one event per token produced, in sequence order.
+  // Runs one step; returns one event per token produced: first those of sequences prefilled in this step,
+  // then those of the batched decode, each group in SeqId order.
   std::vector<TokenEvent> step();
   bool has_work() const { return !seqs_.empty(); }
   const EngineStats& stats() const { return stats_; }
