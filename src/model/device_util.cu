@@ -8,21 +8,11 @@
 namespace skv {
 namespace {
 
-__device__ float hash_uniform_device(uint64_t seed, uint64_t i) {
-  uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ (seed * 0xD1B54A32D192ED03ull + 0x632BE59BD9B4E019ull);
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return static_cast<float>(x >> 40) * (1.0f / 16777216.0f);
-}
-
 template <typename T>
 __global__ void fill_uniform_kernel(T* p, uint64_t n, uint64_t seed, float scale) {
   for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
-    const float v = scale * (2.0f * hash_uniform_device(seed, i) - 1.0f);
+    const float v = scale * (2.0f * hash_uniform(seed, i) - 1.0f);
     if constexpr (sizeof(T) == 4) p[i] = v;
     else p[i] = __float2bfloat16_rn(v);
   }

@@ -22,8 +22,15 @@ void fill_uniform(const TensorView& t, uint64_t seed, float scale);
 // Fills an f32 or bf16 tensor with one value.
 void fill_constant(const TensorView& t, float value);
 
-// The hash both fills use: a uniform float in [0, 1) from (seed, i).
-inline float hash_uniform(uint64_t seed, uint64_t i) {
+#ifdef __CUDACC__
+#define SKV_HOST_DEVICE __host__ __device__
+#else
+#define SKV_HOST_DEVICE
+#endif
+
+// The hash both fills use (the CPU loop and the CUDA kernel call this one function, so they cannot drift):
+// a uniform float in [0, 1) from (seed, i).
+SKV_HOST_DEVICE inline float hash_uniform(uint64_t seed, uint64_t i) {
   uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ (seed * 0xD1B54A32D192ED03ull + 0x632BE59BD9B4E019ull);
   x ^= x >> 33;
   x *= 0xff51afd7ed558ccdull;
