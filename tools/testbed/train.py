@@ -33,6 +33,7 @@ import tasks as T  # noqa: E402
 import tokenizer_util as TU  # noqa: E402
 
 SOURCES = ("kjv", "jargon", "pg")
+TASK_INDEX = {t: i for i, t in enumerate(T.TASKS + ("lm",))}
 CKPT_FORMAT = "shadowkv-testbed-ckpt-1"
 T0 = time.time()
 LOG = None
@@ -67,22 +68,24 @@ class Batches(torch.utils.data.IterableDataset):
     def __init__(self, tc, tok, corpora, words, progress, seed):
         self.tc, self.tok, self.corpora, self.words, self.progress, self.seed = tc, tok, corpora, words, progress, seed
 
-    def lengths_at(self, p):
-        for ph in self.tc["curriculum"]:
-            if p < ph["until"]:
-                return ph["lengths"]
-        return self.tc["curriculum"][-1]["lengths"]
+    def phase_at(self, p):
+        """The curriculum phase at progress p: its lengths {L: weight}, task mix {task: weight} (the
+        phase's own "task_mix" if it has one, else the config's) and task sizes {task: [lo, hi]} (needles /
+        values / queries / hops drawn in [lo, hi]; tasks not named draw tasks.py's defaults)."""
+        phases = self.tc["curriculum"]
+        ph = next((ph for ph in phases if p < ph["until"]), phases[-1])
+        return ph["lengths"], ph.get("task_mix", self.tc["task_mix"]), ph.get("task_n", {})
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid = info.id if info else 0
         rng = np.random.default_rng(self.seed + [wid])
-        tasks = list(self.tc["task_mix"])
-        tp = np.array([self.tc["task_mix"][t] for t in tasks], dtype=np.float64)
         srcs = list(self.tc["source_mix"])
         sp = np.array([self.tc["source_mix"][s] for s in srcs], dtype=np.float64)
         while True:
-            lens = self.lengths_at(self.progress.value)
+            lens, mix, sizes = self.phase_at(self.progress.value)
+            tasks = list(mix)
+            tp = np.array([mix[t] for t in tasks], dtype=np.float64)
             ls = [int(x) for x in lens]
             L = ls[rng.choice(len(ls), p=np.array(list(lens.values()), dtype=np.float64) / sum(lens.values()))]
             B = max(1, self.tc["tokens_per_step"] // L)
@@ -90,14 +93,16 @@ class Batches(torch.utils.data.IterableDataset):
             for _ in range(B):
                 task = tasks[rng.choice(len(tasks), p=tp / tp.sum())]
                 corpus = self.corpora[srcs[rng.choice(len(srcs), p=sp / sp.sum())]]
+                n = int(rng.integers(sizes[task][0], sizes[task][1] + 1)) if task in sizes else None
                 try:
-                    s = T.make_sample(task, L, rng, self.tok, corpus, self.words)
+                    s = T.make_sample(task, L, rng, self.tok, corpus, self.words, n=n)
                 except ValueError:  # too many needles for a short sequence
                     s = T.make_sample("single_number", L, rng, self.tok, corpus, self.words)
                 ss.append(s)
             yield {"ids": torch.from_numpy(np.stack([s["ids"] for s in ss])),
                    "lm": torch.from_numpy(np.stack([s["lm"] for s in ss])),
-                   "ans": torch.from_numpy(np.stack([s["ans"] for s in ss]))}
+                   "ans": torch.from_numpy(np.stack([s["ans"] for s in ss])),
+                   "task": torch.tensor([TASK_INDEX[s["task"]] for s in ss], dtype=torch.int64)}
 
 
 def eval_set(tok, corpora, words, lengths, n, seed):
@@ -294,7 +299,9 @@ def main():
 
 def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, quick, ck_out, resumed, deadline):
     progress = mp.Value("d", 0.0, lock=False)
-    floor = tc["resume_curriculum_floor"] if resumed else 0.0
+    if resumed and "resume_curriculum" in tc:  # a resumed run has its own phases (e.g. skills the first missed)
+        tc = dict(tc, curriculum=tc["resume_curriculum"])
+    floor = tc.get("resume_curriculum_floor", 0.0) if resumed else 0.0
     progress.value = floor
     ds = Batches(tc, tok, corpora, words, progress, [tc["seed"], state["run_index"]])
     workers = args.workers if args.workers is not None else (min(12, (os.cpu_count() or 2) - 2) if device.type == "cuda" else 0)
@@ -337,7 +344,9 @@ def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, qu
         b = next(it)
         ids = b["ids"].to(device, non_blocking=True)
         lm = b["lm"].to(device, non_blocking=True)[:, 1:].reshape(-1)
-        an = b["ans"].to(device, non_blocking=True)[:, 1:].reshape(-1)
+        an2 = b["ans"].to(device, non_blocking=True)[:, 1:]
+        an = an2.reshape(-1)
+        task_ids = b["task"].to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             h = model.hidden(ids)
             logits = model.head(h[:, :-1])
@@ -359,13 +368,23 @@ def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, qu
         win["n"] += 1
         d = torch.stack([loss.detach(), lm_loss.detach(), ans_loss.detach()])
         win["acc"] = d if "acc" not in win else win["acc"] + d
+        # answer loss per task (sum over answer tokens, token count), to see which skills are learned
+        with torch.no_grad():
+            per_sample = (ce.detach().view_as(an2) * an2).sum(1)
+            nt = len(TASK_INDEX)
+            ts = torch.zeros(nt, device=device).index_add_(0, task_ids, per_sample)
+            tn = torch.zeros(nt, device=device).index_add_(0, task_ids, an2.sum(1))
+            win["task_ans"] = torch.stack([ts, tn]) if "task_ans" not in win else win["task_ans"] + torch.stack([ts, tn])
         now = time.time()
         if now - last_log >= tc["log_every_s"]:
             v = (win["acc"] / win["n"]).tolist()
             tail.append({"loss": v[0], "lm": v[1], "ans": v[2]})
+            ta = win["task_ans"].tolist()
+            per_task = " ".join(f"{t}:{ta[0][i] / ta[1][i]:.2f}" for t, i in TASK_INDEX.items() if ta[1][i] > 0)
             log(f"step {state['step']} p {p:.2f} lr {lr:.2e} loss {v[0]:.3f} lm {v[1]:.3f} ans {v[2]:.3f} "
                 f"tok/s {win['tok'] / (now - win['t']) / 1e3:.0f}K lens {dict(sorted(win['lens'].items()))} "
                 f"tokens {state['tokens'] / 1e6:.1f}M")
+            log(f"  answer loss per task: {per_task}")
             win = {"n": 0, "tok": 0, "t": now, "lens": {}}
             last_log = now
         if now - last_eval >= tc["quick_eval_every_s"]:
