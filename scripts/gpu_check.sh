@@ -77,9 +77,10 @@ for b in bench_attention_decode bench_attention_prefill bench_linear; do
   fi
 done
 if [ "$SANITIZE" = 1 ] && command -v compute-sanitizer > /dev/null && [ -x "$TESTS_DIR/test_ops_cuda" ]; then
-  # memcheck over the smaller cases (the 32K decode and 4K prefill cases are covered unsanitized above)
+  # memcheck over the smaller cases (the 32K decode and 4K prefill cases are covered unsanitized above). Not
+  # DeviceBasics: it asks for 1 PiB on purpose, which memcheck counts as an error (the 2 errors of 2026-11-26).
   step memcheck 150 compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS_DIR/test_ops_cuda" \
-    --gtest_filter='OpsCuda.DeviceBasics:OpsCuda.Embedding*:OpsCuda.RmsNorm*:OpsCuda.Rope*:OpsCuda.Swiglu*:OpsCuda.AttentionDecodeBatchInvalid*:OpsCuda.AttentionDecodeMatches*:OpsCuda.SampleTokens*'
+    --gtest_filter='OpsCuda.Embedding*:OpsCuda.RmsNorm*:OpsCuda.Rope*:OpsCuda.Swiglu*:OpsCuda.AttentionDecodeBatchInvalid*:OpsCuda.AttentionDecodeMatches*:OpsCuda.SampleTokens*'
 fi
 
 # ---- results.md and the short summary

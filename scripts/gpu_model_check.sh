@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Whole models on the GPU (H100/H200): configure -DSKV_CUDA=ON in build-gpu, build shadowkv, test_model_cuda and
-# test_ops_cuda, run `ctest -L cuda`, benchmark Llama-3.1-8B (its published config, random bf16 weights generated
-# on the device) at 32K and 122K tokens with batch 1 and the largest that fits, and generate with stories15M on
-# CUDA. stories15M (models/stories15M) must have travelled with the tree: without it, its steps are skipped.
-# Every step is logged and timed; a failing step is recorded and the script goes on. Everything lands in ONE
-# tarball $OUT/gpu-model-logs.tar.gz plus $OUT/summary.txt (and bench.md, the table). Under 8 minutes.
+# Whole models on the GPU (H100/H200): configure -DSKV_CUDA=ON in build-gpu, build the CLI and every CUDA test,
+# run `ctest -L cuda`, a compute-sanitizer memcheck of the op, fused-op and graph tests, stories15M greedy on CUDA
+# in the exact mode (f32 weights + f32 KV) against the CPU backend, and benchmark Llama-3.1-8B (its published
+# config, random bf16 weights generated on the device) at 32K and 122K tokens with batch 1 and the largest that
+# fits, CUDA graphs on and off. Every step is logged and timed; a failing step is recorded and the script goes
+# on. Everything lands in ONE tarball $OUT/gpu-model-logs.tar.gz plus $OUT/summary.txt and $OUT/bench.md.
+# About 8 minutes with 16 cores.
 #
 #   OUT=/tmp/out scripts/gpu_model_check.sh       # JOBS=16 BUILD_DIR=build-gpu are the defaults
+#
+# stories15M: STORIES_DIR, else .gpu-carry/stories15M-bf16 (scripts/make_bf16_copy.py: the f32 original does
+# not fit the 64 MiB transfer beside the tree), else models/stories15M. The golden llama2.c tokens:
+# .gpu-carry/shared/data, shared/data or ../shared/data.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,34 +47,52 @@ skip() { echo "$1 rc=skipped ($2)" | tee -a "$LOGS/steps.txt"; }
   cmake --version | head -1
 } > "$LOGS/machine.txt" 2>&1
 
-# The golden llama2.c tokens: ../shared/data by default; shared/data inside the tree when it travelled there.
 SHARED=()
-[ -f "$ROOT/shared/data/stories15M-greedy-from-bos.txt" ] && SHARED=(-DSKV_SHARED_DATA_DIR="$ROOT/shared/data")
+for d in "$ROOT/.gpu-carry/shared/data" "$ROOT/shared/data"; do
+  if [ -f "$d/stories15M-greedy-from-bos.txt" ]; then SHARED=(-DSKV_SHARED_DATA_DIR="$d"); break; fi
+done
+STORIES=${STORIES_DIR:-}
+if [ -z "$STORIES" ]; then
+  for d in "$ROOT/.gpu-carry/stories15M-bf16" "$ROOT/models/stories15M"; do
+    if [ -f "$d/config.json" ]; then STORIES=$d; break; fi
+  done
+fi
+export SKV_STORIES15M_DIR=${STORIES:-$ROOT/models/stories15M}
 GEN=()
 command -v ninja > /dev/null && GEN=(-G Ninja)
 step configure 120 cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DSKV_CUDA=ON \
   -DSKV_BENCH=OFF -DSKV_TESTS=ON "${SHARED[@]}"
-step build 300 cmake --build "$BUILD" -j "$JOBS" --target shadowkv test_model_cuda test_ops_cuda test_memory_plan
+step build 330 cmake --build "$BUILD" -j "$JOBS" --target shadowkv test_model_cuda test_ops_cuda test_memory_plan \
+  test_fused_ops_cuda test_decode_graphs_cuda
 SKV="$BUILD/shadowkv"
+echo "stories15M: $SKV_STORIES15M_DIR"
 
-HAVE_STORIES=0
-if [ -f "$ROOT/models/stories15M/config.json" ] && [ -f "$ROOT/models/stories15M/model.safetensors" ]; then
-  HAVE_STORIES=1
-else
-  echo "models/stories15M is missing: the stories15M tests will fail and its generate step is skipped" |
-    tee -a "$LOGS/steps.txt"
+step ctest_cuda 200 ctest --test-dir "$BUILD" -L cuda --output-on-failure --timeout 150
+# The printed numbers of the model tests (match length, bf16 error, bf16 tokens), straight from the binaries.
+[ -x "$BUILD/tests/model/test_model_cuda" ] && step model_cuda_verbose 90 "$BUILD/tests/model/test_model_cuda"
+[ -x "$BUILD/tests/model/test_decode_graphs_cuda" ] &&
+  step graphs_verbose 60 "$BUILD/tests/model/test_decode_graphs_cuda"
+
+# memcheck: the fused ops, the graphs, and the op tests' smaller cases (the generic attention kernels included);
+# not DeviceBasics, whose deliberate 1 PiB allocation memcheck counts as an error.
+if command -v compute-sanitizer > /dev/null; then
+  step memcheck_fused 120 compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/tests/ops/test_fused_ops_cuda"
+  step memcheck_ops 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/tests/ops/test_ops_cuda" \
+    --gtest_filter='OpsCuda.Embedding*:OpsCuda.RmsNorm*:OpsCuda.Rope*:OpsCuda.Swiglu*:OpsCuda.AttentionDecodeBatchInvalid*:OpsCuda.AttentionDecodeMatches*:OpsCuda.SampleTokens*:OpsCuda.*Generic*:OpsCuda.Linear*'
+  step memcheck_graphs 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    "$BUILD/tests/model/test_decode_graphs_cuda" --gtest_filter='*HeadDim64*'
 fi
 
-step ctest_cuda 150 ctest --test-dir "$BUILD" -L cuda --output-on-failure --timeout 150
-# The printed numbers of the model tests (match length, bf16 error, bf16 tokens), straight from the binary.
-[ -x "$BUILD/tests/model/test_model_cuda" ] &&
-  step model_cuda_verbose 90 "$BUILD/tests/model/test_model_cuda" --gtest_filter='ModelCuda.Testbed*'
-
-# The testbed model (committed, head_dim 64) runs on CUDA; stories15M (head_dim 48) does not yet.
-step generate_cuda_bf16 60 "$SKV" generate --device cuda --model "$ROOT/models/testbed" \
+# stories15M in the exact mode (f32 weights, f32 KV) on CUDA vs the CPU backend: 200 greedy tokens from BOS.
+if [ -f "$SKV_STORIES15M_DIR/config.json" ]; then
+  step stories_cpu 60 "$SKV" generate --device cpu --model "$SKV_STORIES15M_DIR" --prompt "" --max-tokens 200 --json
+  step stories_cuda_f32 60 "$SKV" generate --device cuda --weight-dtype f32 --kv-dtype f32 \
+    --model "$SKV_STORIES15M_DIR" --prompt "" --max-tokens 200 --json
+  step stories_cuda_bf16 60 "$SKV" generate --device cuda --model "$SKV_STORIES15M_DIR" --prompt "" \
+    --max-tokens 200 --json
+fi
+step generate_testbed_cuda 60 "$SKV" generate --device cuda --model "$ROOT/models/testbed" \
   --prompt "The special magic number for quiet river is: 4417321." --max-tokens 40 --json
-step generate_cuda_f32 60 "$SKV" generate --device cuda --weight-dtype f32 --model "$ROOT/models/testbed" \
-  --prompt "The special magic number for quiet river is: 4417321." --max-tokens 40
 
 # Llama-3.1-8B's published config.json (meta-llama/Llama-3.1-8B), weights random on the device.
 L8B="$LOGS/llama-3.1-8b-config"
@@ -85,18 +108,42 @@ cat > "$L8B/config.json" <<'JSON'
 JSON
 step plan_8b 30 "$SKV" plan --device cuda --model "$L8B" --context 122k
 step bench_8b 200 "$SKV" bench --device cuda --model "$L8B" --random-weights --context 32k,122k --batch 1,auto
-# If the 122K prefill ran out of time, the 32K row alone still gives numbers.
-if ! grep -q "^| 32768" "$LOGS/bench_8b.log" 2>/dev/null; then
-  step bench_8b_32k 90 "$SKV" bench --device cuda --model "$L8B" --random-weights --context 32k --batch 1,auto
-fi
-grep -hE "^\|" "$LOGS"/bench_8b*.log > "$OUT/bench.md" 2>/dev/null
+step bench_8b_nographs 90 "$SKV" bench --device cuda --model "$L8B" --random-weights --context 32k --batch 1,4 \
+  --cuda-graphs off
+step bench_8b_graphs4 90 "$SKV" bench --device cuda --model "$L8B" --random-weights --context 32k --batch 4 \
+  --prefill-chunk 2048
+{
+  for b in bench_8b bench_8b_nographs bench_8b_graphs4; do
+    echo "## $b"
+    grep -hE "^\||^CUDA graphs|^device:" "$LOGS/$b.log" 2>/dev/null
+  done
+} > "$OUT/bench.md"
 
 {
   echo "==== SUMMARY ($(( $(date +%s) - START ))s)"
   awk '{split($2, r, "="); printf "%-24s %s\n", $1, (r[2] == "0" ? "ok" : "FAILED/SKIPPED (" r[2] " " $3 ")")}' "$LOGS/steps.txt"
   grep -hE "tests passed|tests failed" "$LOGS/ctest_cuda.log" 2>/dev/null | sed 's/^/tests: /'
   grep -hE "^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess aborted|Exception)\)" "$LOGS/ctest_cuda.log" 2>/dev/null | head -15
-  grep -hE "^(f32 CUDA|bf16 CUDA)" "$LOGS/model_cuda_verbose.log" 2>/dev/null | cut -c1-400
+  grep -hE "^(f32|bf16|graphs:)" "$LOGS/model_cuda_verbose.log" "$LOGS/graphs_verbose.log" 2>/dev/null | cut -c1-300
+  grep -hE "ERROR SUMMARY" "$LOGS"/memcheck_*.log 2>/dev/null | sed 's/^/memcheck: /'
+  # stories15M: the greedy ids of the CUDA runs against the CPU backend's
+  [ -f "$LOGS/stories_cpu.log" ] && python3 - "$LOGS" <<'PYEOF' 2>&1 | head -4
+import json, os, sys
+def ids(name):
+    try:
+        t = open(os.path.join(sys.argv[1], name + ".log")).read()
+        return json.loads(t[t.index("{"):t.rindex("}") + 1])["tokens"]
+    except Exception as e:
+        return None
+cpu = ids("stories_cpu")
+for g in ("stories_cuda_f32", "stories_cuda_bf16"):
+    got = ids(g)
+    if cpu is None or got is None:
+        print(f"{g}: no tokens"); continue
+    same = next((i for i, (a, b) in enumerate(zip(cpu, got)) if a != b), min(len(cpu), len(got)))
+    print(f"{g}: {same}/{len(cpu)} greedy tokens equal the CPU backend's before the first difference"
+          + (" (all)" if same == len(cpu) == len(got) else ""))
+PYEOF
   grep -hE "prefill: .*tokens/s" "$LOGS"/generate_cuda_*.log 2>/dev/null
   grep -hE "^device:|^weights " "$LOGS"/bench_8b*.log 2>/dev/null | head -3
   cat "$OUT/bench.md" 2>/dev/null

@@ -51,6 +51,7 @@ void require_kind(const char* what, const char* name, const TensorView& t, Devic
 struct ThreadState {
   std::array<StreamHandle, kMaxDevices> streams{};
   std::array<std::array<DeviceBuffer, static_cast<size_t>(ScratchSlot::kCount)>, kMaxDevices> scratch;
+  std::array<uint64_t, kMaxDevices> scratch_generation{};
 };
 ThreadState& thread_state() {
   thread_local ThreadState state;
@@ -380,6 +381,7 @@ void* scratch(ScratchSlot slot, size_t bytes, int device) {
     // Round up to 1 MiB (grow-only: avoid a reallocation for every slightly larger request).
     const size_t rounded = (bytes + (size_t{1} << 20) - 1) & ~((size_t{1} << 20) - 1);
     buf = DeviceBuffer(rounded, device);
+    ++thread_state().scratch_generation[static_cast<size_t>(device)];
   }
   return buf.data();
 }
@@ -396,6 +398,70 @@ void release_scratch(int device) {
   DeviceGuard guard(device);
   SKV_CUDA_CHECK(cudaDeviceSynchronize());
   for (DeviceBuffer& b : thread_state().scratch[static_cast<size_t>(device)]) b = DeviceBuffer();
+  ++thread_state().scratch_generation[static_cast<size_t>(device)];
+}
+
+uint64_t scratch_generation(int device) {
+  check_device_index(device);
+  return thread_state().scratch_generation[static_cast<size_t>(device)];
+}
+
+// ---- graphs
+
+CudaGraph::~CudaGraph() { release(); }
+CudaGraph::CudaGraph(CudaGraph&& other) noexcept : exec_(other.exec_) { other.exec_ = nullptr; }
+CudaGraph& CudaGraph::operator=(CudaGraph&& other) noexcept {
+  if (this != &other) {
+    release();
+    exec_ = other.exec_;
+    other.exec_ = nullptr;
+  }
+  return *this;
+}
+
+void CudaGraph::release() noexcept {
+  if (exec_ != nullptr) (void)cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+  exec_ = nullptr;
+}
+
+void CudaGraph::begin_capture(StreamHandle stream) {
+  if (stream == nullptr)
+    throw Error(ErrorCode::kInvalidArgument, "CUDA graph capture needs an owned stream, not the default stream");
+  SKV_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+}
+
+CudaGraph CudaGraph::end_capture(StreamHandle stream) {
+  cudaGraph_t graph = nullptr;
+  const cudaError_t rc = cudaStreamEndCapture(stream, &graph);
+  if (rc != cudaSuccess) {
+    (void)cudaGetLastError();  // a broken capture leaves a sticky-free error: clear it
+    if (graph != nullptr) (void)cudaGraphDestroy(graph);
+    detail::throw_cuda_error(static_cast<int>(rc), "cudaStreamEndCapture", __FILE__, __LINE__);
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t irc = cudaGraphInstantiate(&exec, graph, 0);
+  (void)cudaGraphDestroy(graph);
+  if (irc != cudaSuccess) detail::throw_cuda_error(static_cast<int>(irc), "cudaGraphInstantiate", __FILE__, __LINE__);
+  CudaGraph g;
+  g.exec_ = exec;
+  return g;
+}
+
+void CudaGraph::abandon_capture(StreamHandle stream) noexcept {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &status) != cudaSuccess || status == cudaStreamCaptureStatusNone) {
+    (void)cudaGetLastError();
+    return;
+  }
+  cudaGraph_t graph = nullptr;
+  (void)cudaStreamEndCapture(stream, &graph);
+  if (graph != nullptr) (void)cudaGraphDestroy(graph);
+  (void)cudaGetLastError();
+}
+
+void CudaGraph::launch(StreamHandle stream) const {
+  SKV_ASSERT_MSG(exec_ != nullptr, "CudaGraph::launch on an empty graph");
+  SKV_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), stream));
 }
 
 }  // namespace skv

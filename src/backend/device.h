@@ -192,5 +192,40 @@ void reserve_scratch(ScratchSlot slot, size_t bytes, int device = 0);
 size_t scratch_bytes(ScratchSlot slot, int device = 0);
 // Frees every scratch buffer of this thread for `device` (tests; the next use allocates again).
 void release_scratch(int device = 0);
+// Moves whenever this thread allocates, grows or releases a scratch buffer of `device`: a CUDA graph holds the
+// scratch addresses of its capture and is stale once the generation differs from the one it was captured at.
+uint64_t scratch_generation(int device = 0);
+
+// Work one thread enqueues on one stream, captured once and replayed with a single launch (a CUDA graph): the
+// decode step of a fixed batch shape, hundreds of small kernels at batch 1. Move-only.
+//
+// Capture (begin_capture .. end_capture) records instead of running, in thread-local mode: the captured code must
+// enqueue only on that stream (not the legacy default stream), must not synchronize, and must not allocate device
+// memory (reserve scratch first). Replays read and write the same device addresses as the capture did; what
+// changes between replays is the data at those addresses.
+class CudaGraph {
+ public:
+  CudaGraph() = default;
+  ~CudaGraph();
+  CudaGraph(CudaGraph&& other) noexcept;
+  CudaGraph& operator=(CudaGraph&& other) noexcept;
+  CudaGraph(const CudaGraph&) = delete;
+  CudaGraph& operator=(const CudaGraph&) = delete;
+
+  // Starts recording the work this thread enqueues on `stream` (an owned stream, not the default one).
+  static void begin_capture(StreamHandle stream);
+  // Ends the recording on `stream` and instantiates it. When the capture broke (a call not allowed inside it),
+  // throws Error(kInternal) naming the CUDA error; `stream` is out of capture mode either way.
+  static CudaGraph end_capture(StreamHandle stream);
+  // Ends a capture after an exception in the captured code, discarding what was recorded (never throws).
+  static void abandon_capture(StreamHandle stream) noexcept;
+
+  void launch(StreamHandle stream) const;
+  bool empty() const { return exec_ == nullptr; }
+
+ private:
+  void release() noexcept;
+  void* exec_ = nullptr;  // cudaGraphExec_t
+};
 
 }  // namespace skv

@@ -78,5 +78,15 @@ void* scratch(ScratchSlot, size_t, int) { no_cuda(); }
 void reserve_scratch(ScratchSlot, size_t, int) { no_cuda(); }
 size_t scratch_bytes(ScratchSlot, int) { return 0; }
 void release_scratch(int) { no_cuda(); }
+uint64_t scratch_generation(int) { return 0; }
+
+CudaGraph::~CudaGraph() = default;
+CudaGraph::CudaGraph(CudaGraph&&) noexcept {}
+CudaGraph& CudaGraph::operator=(CudaGraph&&) noexcept { return *this; }
+void CudaGraph::begin_capture(StreamHandle) { no_cuda(); }
+CudaGraph CudaGraph::end_capture(StreamHandle) { no_cuda(); }
+void CudaGraph::abandon_capture(StreamHandle) noexcept {}
+void CudaGraph::launch(StreamHandle) const { no_cuda(); }
+void CudaGraph::release() noexcept {}
 
 }  // namespace skv

@@ -1,4 +1,4 @@
-// CudaFullKvCache: bf16 slabs on the device, decode steps batched into one attention launch per layer.
+// CudaFullKvCache: bf16 or f32 slabs on the device, decode steps batched into one attention launch per layer.
 #include "kv/cuda_full_kv_cache.h"
 
 #include <algorithm>
@@ -10,21 +10,24 @@
 namespace skv {
 
 int64_t CudaFullKvCache::slab_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t n_slots,
-                                    int64_t capacity) {
-  return 2 * n_layers * n_slots * capacity * n_kv_heads * head_dim * 2;
+                                    int64_t capacity, DType kv_dtype) {
+  return 2 * n_layers * n_slots * capacity * n_kv_heads * head_dim * static_cast<int64_t>(dtype_size(kv_dtype));
 }
 
 CudaFullKvCache::CudaFullKvCache(int64_t n_layers, int64_t n_q_heads, int64_t n_kv_heads, int64_t head_dim,
-                                 int64_t n_slots, int64_t capacity, int device)
+                                 int64_t n_slots, int64_t capacity, int device, DType kv_dtype)
     : n_layers_(n_layers), n_q_heads_(n_q_heads), n_kv_heads_(n_kv_heads), head_dim_(head_dim), n_slots_(n_slots),
-      capacity_(capacity), device_(device) {
+      capacity_(capacity), device_(device), kv_dtype_(kv_dtype) {
+  if (kv_dtype != DType::kBF16 && kv_dtype != DType::kF32)
+    throw Error(ErrorCode::kInvalidArgument, std::string("the CUDA KV cache holds bf16 or f32 K/V, not ") +
+                                                 dtype_name(kv_dtype));
   if (n_slots < 1 || capacity < 1)
     throw Error(ErrorCode::kInvalidArgument, "the CUDA KV cache needs at least one slot of at least one token");
   if (capacity > INT32_MAX)
     throw Error(ErrorCode::kResource, "the CUDA KV cache holds at most " + std::to_string(INT32_MAX) +
                                           " tokens per sequence, asked for " + std::to_string(capacity));
   const int64_t rows = n_slots * capacity, row = n_kv_heads * head_dim;
-  const size_t layer_bytes = static_cast<size_t>(rows * row) * 2;
+  const size_t layer_bytes = static_cast<size_t>(rows * row) * dtype_size(kv_dtype);
   try {
     k_.reserve(static_cast<size_t>(n_layers));
     v_.reserve(static_cast<size_t>(n_layers));
@@ -34,27 +37,32 @@ CudaFullKvCache::CudaFullKvCache(int64_t n_layers, int64_t n_q_heads, int64_t n_
     }
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kResource) throw;
-    const int64_t total = slab_bytes(n_layers, n_kv_heads, head_dim, n_slots, capacity);
+    const int64_t total = slab_bytes(n_layers, n_kv_heads, head_dim, n_slots, capacity, kv_dtype);
     k_.clear();
     v_.clear();
     throw Error(ErrorCode::kResource, "the CUDA KV cache of " + std::to_string(n_slots) + " sequences x " +
-                                          std::to_string(capacity) + " tokens needs " + std::to_string(total >> 20) +
+                                          std::to_string(capacity) + " tokens in " + dtype_name(kv_dtype) + " needs " +
+                                          std::to_string(total >> 20) +
                                           " MiB of device memory, which could not be allocated (" + e.what() + ")");
   }
   slot_used_.assign(static_cast<size_t>(n_slots), false);
-  step_host_.resize(static_cast<size_t>(n_slots) * 16);
+  step_host_ = PinnedHostBuffer(static_cast<size_t>(n_slots) * 16);
   step_dev_ = DeviceBuffer(static_cast<size_t>(n_slots) * 16, device);
+  {
+    DeviceGuard guard(device);
+    step_uploaded_ = std::make_unique<Event>();
+  }
   // The decode partials at the largest length, reserved now so no step grows the scratch buffer.
   const int64_t floats = attention_decode_batch_workspace_floats(n_slots, n_q_heads, n_kv_heads, head_dim, capacity, device);
   if (floats > 0) reserve_scratch(ScratchSlot::kAttentionPartials, static_cast<size_t>(floats) * sizeof(float), device);
 }
 
 TensorView CudaFullKvCache::rows(const DeviceBuffer& slab) const {
-  return slab.view(DType::kBF16, {n_slots_ * capacity_, n_kv_heads_ * head_dim_});
+  return slab.view(kv_dtype_, {n_slots_ * capacity_, n_kv_heads_ * head_dim_});
 }
 
 TensorView CudaFullKvCache::slab4(const DeviceBuffer& slab) const {
-  return slab.view(DType::kBF16, {n_slots_, capacity_, n_kv_heads_, head_dim_});
+  return slab.view(kv_dtype_, {n_slots_, capacity_, n_kv_heads_, head_dim_});
 }
 
 void CudaFullKvCache::add_sequence(SeqId seq, int64_t max_tokens) {
@@ -125,38 +133,48 @@ PrefillKv CudaFullKvCache::prefill_kv(SeqId seq, int layer) const {
 
 void CudaFullKvCache::finish_prefill(SeqId /*seq*/) {}
 
+KvCache::DecodeStepInfo CudaFullKvCache::begin_decode_step(const DecodeBatch& batch) {
+  const int64_t n = batch.size();
+  if (n == 0) return {};
+  if (n > n_slots_) throw Error(ErrorCode::kResource, "a decode batch of " + std::to_string(n) +
+                                                          " sequences exceeds the cache's " + std::to_string(n_slots_));
+  if (step_upload_pending_) step_uploaded_->synchronize();  // the previous step's copy has read the staging
+  auto* rows_h = reinterpret_cast<int64_t*>(step_host_.ptr<unsigned char>());
+  auto* slots_h = reinterpret_cast<int32_t*>(step_host_.ptr<unsigned char>() + n * 8);
+  auto* lengths_h = reinterpret_cast<int32_t*>(step_host_.ptr<unsigned char>() + n * 12);
+  int64_t max_length = 0;
+  for (int64_t b = 0; b < n; ++b) {  // validate the whole batch before changing anything
+    const SeqId id = batch.seqs[static_cast<size_t>(b)];
+    const Sequence& s = sequence(id);
+    const int64_t pos = batch.positions[static_cast<size_t>(b)];
+    SKV_ASSERT_MSG(s.layer_length[0] == pos, "decode position out of step with the cache");
+    if (pos + 1 > s.max_tokens)
+      throw Error(ErrorCode::kResource, "sequence " + std::to_string(id) + " exceeds its reserved " +
+                                            std::to_string(s.max_tokens) + " tokens");
+    rows_h[b] = s.slot * capacity_ + pos;
+    slots_h[b] = static_cast<int32_t>(s.slot);
+    lengths_h[b] = static_cast<int32_t>(pos + 1);
+    max_length = std::max(max_length, pos + 1);
+  }
+  const StreamHandle stream = current_stream(device_);
+  const int64_t bytes = n * 16;
+  copy_to_device_async(step_dev_.view(DType::kU8, {bytes}), TensorView(step_host_.data(), DType::kU8, {bytes}), stream);
+  step_uploaded_->record(stream);
+  step_upload_pending_ = true;
+  // The step appends one token to every layer of every sequence (attend_decode stores them on the device).
+  for (const SeqId id : batch.seqs)
+    for (int64_t& len : sequence(id).layer_length) ++len;
+  step_n_ = n;
+  step_max_length_ = std::min(capacity_, (max_length + kLengthBucket - 1) / kLengthBucket * kLengthBucket);
+  return {.capturable = true, .key = static_cast<uint64_t>(step_max_length_)};
+}
+
 void CudaFullKvCache::attend_decode(const DecodeBatch& batch, int layer, TensorView q, TensorView k, TensorView v,
                                     TensorView out) {
   SKV_ASSERT(layer >= 0 && layer < n_layers_);
   const int64_t n = batch.size();
   if (n == 0) return;
-  if (n > n_slots_) throw Error(ErrorCode::kResource, "a decode batch of " + std::to_string(n) +
-                                                          " sequences exceeds the cache's " + std::to_string(n_slots_));
-  auto* rows_h = reinterpret_cast<int64_t*>(step_host_.data());
-  auto* slots_h = reinterpret_cast<int32_t*>(step_host_.data() + n * 8);
-  auto* lengths_h = reinterpret_cast<int32_t*>(step_host_.data() + n * 12);
-  if (layer == 0) {
-    // The step's index arrays, computed and uploaded once (one synchronous copy) for all layers.
-    int64_t max_length = 0;
-    for (int64_t b = 0; b < n; ++b) {
-      const SeqId id = batch.seqs[static_cast<size_t>(b)];
-      const Sequence& s = sequence(id);
-      const int64_t pos = batch.positions[static_cast<size_t>(b)];
-      SKV_ASSERT_MSG(s.layer_length[0] == pos, "decode position out of step with the cache");
-      if (pos + 1 > s.max_tokens)
-        throw Error(ErrorCode::kResource, "sequence " + std::to_string(id) + " exceeds its reserved " +
-                                              std::to_string(s.max_tokens) + " tokens");
-      rows_h[b] = s.slot * capacity_ + pos;
-      slots_h[b] = static_cast<int32_t>(s.slot);
-      lengths_h[b] = static_cast<int32_t>(pos + 1);
-      max_length = std::max(max_length, pos + 1);
-    }
-    const int64_t bytes = n * 16;
-    copy_to_device(step_dev_.view(DType::kU8, {bytes}), TensorView(step_host_.data(), DType::kU8, {bytes}));
-    step_n_ = n;
-    step_max_length_ = max_length;
-  }
-  SKV_ASSERT_MSG(step_n_ == n, "attend_decode: layer 0 of the step was not run first");
+  SKV_ASSERT_MSG(step_n_ == n, "attend_decode: begin_decode_step was not called for this batch");
   const auto* base = static_cast<unsigned char*>(step_dev_.data());
   const DeviceId dev{DeviceKind::kCuda, device_};
   const TensorView rows_d(const_cast<unsigned char*>(base), DType::kI64, {n}, dev);
@@ -168,12 +186,11 @@ void CudaFullKvCache::attend_decode(const DecodeBatch& batch, int layer, TensorV
   cast_rows({.src = v.reshape({n, row}), .dst = rows(v_[l]), .dst_rows = rows_d});
   attention_decode_batch({.q = q, .k_cache = slab4(k_[l]), .v_cache = slab4(v_[l]), .slots = slots_d,
                           .lengths = lengths_d, .out = out, .max_length = step_max_length_});
-  for (const SeqId id : batch.seqs) ++sequence(id).layer_length[l];
 }
 
 MemoryUse CudaFullKvCache::memory_use() const {
   MemoryUse use;
-  use.device_bytes = slab_bytes(n_layers_, n_kv_heads_, head_dim_, n_slots_, capacity_);
+  use.device_bytes = slab_bytes(n_layers_, n_kv_heads_, head_dim_, n_slots_, capacity_, kv_dtype_);
   return use;
 }
 

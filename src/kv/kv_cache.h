@@ -50,6 +50,23 @@ class KvCache {
   // The prompt is complete: a compressing policy builds its structures here.
   virtual void finish_prefill(SeqId seq) = 0;
 
+  // What begin_decode_step tells the model about the step's attend_decode calls.
+  struct DecodeStepInfo {
+    // true: attend_decode only enqueues device work on the current stream (no host reads of device data, no
+    // synchronization, no allocation, no host state change), so a CUDA graph may capture the step's layers and
+    // replay them for a later step with the same key.
+    bool capturable = false;
+    // Equal keys (for the same batch size) mean identical launches: same kernels, grids and device addresses.
+    uint64_t key = 0;
+  };
+  // Called by the model once per decode step, before attend_decode of layer 0: validates the batch, does the
+  // step's host bookkeeping and enqueues the uploads of its per-step device data. The default does nothing (the
+  // cache does its bookkeeping in attend_decode; not capturable).
+  virtual DecodeStepInfo begin_decode_step(const DecodeBatch& batch) {
+    (void)batch;
+    return {};
+  }
+
   // One decode step of one layer for a batch: appends each sequence's new k, v and attends with q.
   // q, out: [n_seqs, n_q_heads, head_dim]; k, v: [n_seqs, n_kv_heads, head_dim]; all f32, post-RoPE.
   virtual void attend_decode(const DecodeBatch& batch, int layer, TensorView q, TensorView k, TensorView v,

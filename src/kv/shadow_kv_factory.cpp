@@ -25,7 +25,7 @@ std::unique_ptr<KvCache> make_kv_cache(const KvCacheShape& s, const AttentionOpt
     if (o.max_sequences < 1 || o.max_tokens < 1)
       throw Error(ErrorCode::kInvalidArgument, "a CUDA KV cache needs max_sequences and max_tokens of at least 1");
     return std::make_unique<CudaFullKvCache>(s.n_layers, s.n_q_heads, s.n_kv_heads, s.head_dim, o.max_sequences,
-                                             o.max_tokens, o.device.index);
+                                             o.max_tokens, o.device.index, o.kv_dtype);
   }
   if (o.kind == AttentionKind::kFull) return std::make_unique<FullKvCache>(s.n_layers, s.n_kv_heads, s.head_dim);
   auto cache = std::make_unique<ShadowKvCache>(s.n_layers, s.n_q_heads, s.n_kv_heads, s.head_dim, o.shadow,

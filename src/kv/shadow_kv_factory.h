@@ -25,10 +25,12 @@ struct AttentionOptions {
   ShadowParams shadow;  // kShadowKv only
   bool report = false;  // kShadowKv only: ShadowKvCache::enable_report
   // Where the cache lives. kCuda: a CudaFullKvCache (full attention only; ShadowKV on CUDA is an error) with
-  // max_sequences slots of max_tokens tokens each, allocated up front (max_tokens must be set).
+  // max_sequences slots of max_tokens tokens each, allocated up front (max_tokens must be set), K/V in kv_dtype
+  // (bf16 or f32). The CPU caches always hold f32 and ignore kv_dtype.
   DeviceId device{};
   int64_t max_sequences = 1;
   int64_t max_tokens = 0;
+  DType kv_dtype = DType::kBF16;
 };
 
 struct KvCacheShape {

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <map>
 #include <string>
 
 #include "kv/cuda_full_kv_cache.h"
@@ -30,13 +32,14 @@ struct LlamaModel::Workspace {
   int64_t capacity = 0;
   Buffer x;         // [n, dim] residual stream
   Buffer h;         // [n, dim] normalized
+  Buffer qkv;       // [n, q_dim + 2 * kv_dim] the fused projection's output
   Buffer q;         // [n, n_q_heads, head_dim]
-  Buffer k_pre;     // [n, n_kv_heads, head_dim] pre-RoPE keys
+  Buffer k_pre;     // [n, n_kv_heads, head_dim] pre-RoPE keys (prefill)
   Buffer k;         // [n, n_kv_heads, head_dim]
   Buffer v;         // [n, n_kv_heads, head_dim]
   Buffer attn;      // [n, n_q_heads, head_dim]
-  Buffer gate;      // [n, hidden_dim]
-  Buffer up;        // [n, hidden_dim]
+  Buffer gate_up;   // [n, 2 * hidden_dim] = [gate | up] per row
+  Buffer act;       // [n, hidden_dim] silu(gate) * up
   Buffer ids;       // [n] i32
   Buffer positions; // [n] i64
   int64_t logits_rows = 0;
@@ -54,6 +57,49 @@ TensorView as_f32(const TensorView& t, std::vector<HostBuffer>& owned) {
   return owned.back().view();
 }
 
+// The parts of a row-concatenated tensor ([w_q; w_k; w_v], [b_q; b_k; b_v], [w_gate; w_up]): every part has the
+// same trailing dims; an empty part (a missing bias) stands for `rows` zero rows.
+struct Part {
+  TensorView t;
+  int64_t rows;
+};
+
+Shape concat_shape(std::initializer_list<Part> parts, const Shape& like) {
+  Shape s = like;
+  s.dims[0] = 0;
+  for (const Part& p : parts) s.dims[0] += p.rows;
+  return s;
+}
+
+// A row range of a contiguous tensor [rows, ...].
+TensorView row_range(const TensorView& t, int64_t begin, int64_t end) {
+  return t.shape.rank == 1 ? TensorView(static_cast<char*>(t.data) + begin * dtype_size(t.dtype), t.dtype,
+                                        Shape{end - begin}, t.device)
+                           : t.slice_rows(begin, end);
+}
+
+// CPU: the parts converted to f32 into one new buffer (owned by `owned`).
+TensorView concat_rows_f32(std::initializer_list<Part> parts, const TensorView& like, std::vector<HostBuffer>& owned) {
+  HostBuffer buf(DType::kF32, concat_shape(parts, like.shape));  // zero-filled
+  const TensorView all = buf.view();
+  int64_t row = 0;
+  for (const Part& p : parts) {
+    if (!p.t.empty())
+      convert_to_f32(p.t.data, p.t.dtype, static_cast<float*>(row_range(all, row, row + p.rows).data),
+                     static_cast<size_t>(p.t.numel()));
+    row += p.rows;
+  }
+  owned.push_back(std::move(buf));
+  return owned.back().view();
+}
+
+// The first non-empty part (the shape template of a concatenation), or an empty view when all are empty.
+TensorView first_present(std::initializer_list<Part> parts) {
+  for (const Part& p : parts)
+    if (!p.t.empty()) return p.t;
+  return {};
+}
+
 void validate_options(const ModelOptions& o) {
   if (o.prefill_chunk_tokens < 1) throw Error(ErrorCode::kInvalidArgument, "prefill_chunk_tokens must be at least 1");
   if (o.device.kind == DeviceKind::kCuda) {
@@ -65,9 +111,14 @@ void validate_options(const ModelOptions& o) {
 
 // Said before any upload or allocation rather than by the first attention launch.
 void validate_model_for_device(const ModelConfig& c, const ModelOptions& o) {
-  if (o.device.kind == DeviceKind::kCuda && c.head_dim != 64 && c.head_dim != 128)
-    throw Error(ErrorCode::kUnsupported, "the CUDA attention kernels take head_dim 64 or 128; this model has " +
+  if (o.device.kind != DeviceKind::kCuda) return;
+  // The attention kernels: tensor cores for bf16 K/V at head_dim 64/128, the generic kernels for the rest.
+  if (c.head_dim < 1 || c.head_dim > 256)
+    throw Error(ErrorCode::kUnsupported, "the CUDA attention kernels take head_dim up to 256; this model has " +
                                              std::to_string(c.head_dim) + " (run it with --device cpu)");
+  if (o.kv_dtype != DType::kBF16 && o.kv_dtype != DType::kF32)
+    throw Error(ErrorCode::kInvalidArgument, std::string("the CUDA KV cache must be bf16 or f32, got ") +
+                                                 dtype_name(o.kv_dtype));
 }
 
 // On CUDA: the weights must fit in free device memory; checked before the first allocation.
@@ -95,23 +146,18 @@ LlamaModel::LlamaModel(std::shared_ptr<const LoadedModel> model, ModelOptions op
   }
   const ModelConfig& c = model_->config;
   const ModelWeights& w = model_->weights;
-  converted_.reserve(4 + 12 * static_cast<size_t>(c.n_layers));  // views into it must stay valid
   weights_.embed = w.embed;  // rows are converted as they are gathered
   weights_.final_norm = as_f32(w.final_norm, converted_);
   weights_.lm_head = as_f32(w.lm_head, converted_);
   for (const LayerWeights& l : w.layers) {
-    LayerWeights f = l;
+    ComputeLayer f;
     f.attn_norm = as_f32(l.attn_norm, converted_);
     f.mlp_norm = as_f32(l.mlp_norm, converted_);
-    f.wq = as_f32(l.wq, converted_);
-    f.wk = as_f32(l.wk, converted_);
-    f.wv = as_f32(l.wv, converted_);
+    f.wqkv = concat_rows_f32({{l.wq, c.q_dim()}, {l.wk, c.kv_dim()}, {l.wv, c.kv_dim()}}, l.wq, converted_);
+    if (const TensorView b = first_present({{l.bq, 0}, {l.bk, 0}, {l.bv, 0}}); !b.empty())
+      f.bqkv = concat_rows_f32({{l.bq, c.q_dim()}, {l.bk, c.kv_dim()}, {l.bv, c.kv_dim()}}, b, converted_);
     f.wo = as_f32(l.wo, converted_);
-    f.bq = as_f32(l.bq, converted_);
-    f.bk = as_f32(l.bk, converted_);
-    f.bv = as_f32(l.bv, converted_);
-    f.w_gate = as_f32(l.w_gate, converted_);
-    f.w_up = as_f32(l.w_up, converted_);
+    f.w_gate_up = concat_rows_f32({{l.w_gate, c.hidden_dim}, {l.w_up, c.hidden_dim}}, l.w_gate, converted_);
     f.w_down = as_f32(l.w_down, converted_);
     weights_.layers.push_back(f);
   }
@@ -145,26 +191,42 @@ void LlamaModel::init_rope() {
 }
 
 void LlamaModel::upload_weights() {
+  const ModelConfig& c = config();
   const ModelWeights& w = model_->weights;
   const DeviceId dev = options_.device;
-  // One tensor at a time through a host staging copy in the target dtype (f32 for norms and biases).
+  // One host tensor into a device view of the target dtype through a host staging copy (f32 for norms and
+  // biases, options_.weight_dtype for matrices).
+  auto put = [&](const TensorView& dst, const TensorView& t) {
+    const TensorView host_src(t.data, t.dtype, t.shape);
+    if (t.dtype == dst.dtype) {
+      copy_to_device(dst, host_src);
+      return;
+    }
+    const auto n = static_cast<size_t>(t.numel());
+    HostBuffer f32(DType::kF32, t.shape);
+    convert_to_f32(t.data, t.dtype, f32.ptr<float>(), n);
+    if (dst.dtype == DType::kF32) {
+      copy_to_device(dst, f32.view());
+    } else {
+      HostBuffer bf(DType::kBF16, t.shape);
+      for (size_t i = 0; i < n; ++i) bf.ptr<uint16_t>()[i] = f32_to_bf16(f32.ptr<float>()[i]);
+      copy_to_device(dst, bf.view());
+    }
+  };
   auto up = [&](const TensorView& t, DType dt) -> TensorView {
     if (t.empty()) return {};
     Buffer b(dev, dt, t.shape);
-    const TensorView host_src(t.data, t.dtype, t.shape);
-    if (t.dtype == dt) {
-      copy_to_device(b.view(), host_src);
-    } else {
-      const auto n = static_cast<size_t>(t.numel());
-      HostBuffer f32(DType::kF32, t.shape);
-      convert_to_f32(t.data, t.dtype, f32.ptr<float>(), n);
-      if (dt == DType::kF32) {
-        copy_to_device(b.view(), f32.view());
-      } else {
-        HostBuffer bf(DType::kBF16, t.shape);
-        for (size_t i = 0; i < n; ++i) bf.ptr<uint16_t>()[i] = f32_to_bf16(f32.ptr<float>()[i]);
-        copy_to_device(b.view(), bf.view());
-      }
+    put(b.view(), t);
+    owned_.push_back(std::move(b));
+    return owned_.back().view();
+  };
+  // Row-concatenated parts in one device buffer (zero rows for an empty part).
+  auto up_concat = [&](std::initializer_list<Part> parts, const TensorView& like, DType dt) -> TensorView {
+    Buffer b(dev, dt, concat_shape(parts, like.shape));  // zero-filled
+    int64_t row = 0;
+    for (const Part& p : parts) {
+      if (!p.t.empty()) put(row_range(b.view(), row, row + p.rows), p.t);
+      row += p.rows;
     }
     owned_.push_back(std::move(b));
     return owned_.back().view();
@@ -174,18 +236,14 @@ void LlamaModel::upload_weights() {
   weights_.final_norm = up(w.final_norm, f);
   weights_.lm_head = (w.lm_head.data == w.embed.data) ? weights_.embed : up(w.lm_head, m);
   for (const LayerWeights& l : w.layers) {
-    LayerWeights d;
+    ComputeLayer d;
     d.attn_norm = up(l.attn_norm, f);
-    d.wq = up(l.wq, m);
-    d.wk = up(l.wk, m);
-    d.wv = up(l.wv, m);
-    d.bq = up(l.bq, f);
-    d.bk = up(l.bk, f);
-    d.bv = up(l.bv, f);
+    d.wqkv = up_concat({{l.wq, c.q_dim()}, {l.wk, c.kv_dim()}, {l.wv, c.kv_dim()}}, l.wq, m);
+    if (const TensorView b = first_present({{l.bq, 0}, {l.bk, 0}, {l.bv, 0}}); !b.empty())
+      d.bqkv = up_concat({{l.bq, c.q_dim()}, {l.bk, c.kv_dim()}, {l.bv, c.kv_dim()}}, b, f);
     d.wo = up(l.wo, m);
     d.mlp_norm = up(l.mlp_norm, f);
-    d.w_gate = up(l.w_gate, m);
-    d.w_up = up(l.w_up, m);
+    d.w_gate_up = up_concat({{l.w_gate, c.hidden_dim}, {l.w_up, c.hidden_dim}}, l.w_gate, m);
     d.w_down = up(l.w_down, m);
     weights_.layers.push_back(d);
   }
@@ -217,20 +275,13 @@ void LlamaModel::random_weights(uint64_t seed) {
   weights_.final_norm = ones(c.dim);
   weights_.lm_head = c.tie_word_embeddings ? weights_.embed : matrix(c.vocab_size, c.dim, fan(c.dim));
   for (int64_t i = 0; i < c.n_layers; ++i) {
-    LayerWeights l;
+    ComputeLayer l;
     l.attn_norm = ones(c.dim);
-    l.wq = matrix(c.q_dim(), c.dim, fan(c.dim));
-    l.wk = matrix(c.kv_dim(), c.dim, fan(c.dim));
-    l.wv = matrix(c.kv_dim(), c.dim, fan(c.dim));
-    if (c.attention_bias) {
-      l.bq = zeros(c.q_dim());
-      l.bk = zeros(c.kv_dim());
-      l.bv = zeros(c.kv_dim());
-    }
+    l.wqkv = matrix(c.q_dim() + 2 * c.kv_dim(), c.dim, fan(c.dim));  // [w_q; w_k; w_v]
+    if (c.attention_bias) l.bqkv = zeros(c.q_dim() + 2 * c.kv_dim());
     l.wo = matrix(c.dim, c.q_dim(), fan(c.q_dim()));
     l.mlp_norm = ones(c.dim);
-    l.w_gate = matrix(c.hidden_dim, c.dim, fan(c.dim));
-    l.w_up = matrix(c.hidden_dim, c.dim, fan(c.dim));
+    l.w_gate_up = matrix(2 * c.hidden_dim, c.dim, fan(c.dim));  // [w_gate; w_up]
     l.w_down = matrix(c.dim, c.hidden_dim, fan(c.hidden_dim));
     weights_.layers.push_back(l);
   }
@@ -241,9 +292,8 @@ LlamaModel::~LlamaModel() = default;
 
 int64_t LlamaModel::weight_bytes_per_token() const {
   int64_t bytes = static_cast<int64_t>(weights_.lm_head.nbytes() + weights_.final_norm.nbytes());
-  for (const LayerWeights& l : weights_.layers)
-    for (const TensorView* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.bq, &l.bk, &l.bv, &l.wo, &l.mlp_norm,
-                                &l.w_gate, &l.w_up, &l.w_down})
+  for (const ComputeLayer& l : weights_.layers)
+    for (const TensorView* t : {&l.attn_norm, &l.wqkv, &l.bqkv, &l.wo, &l.mlp_norm, &l.w_gate_up, &l.w_down})
       bytes += static_cast<int64_t>(t->empty() ? 0 : t->nbytes());
   return bytes;
 }
@@ -257,29 +307,45 @@ int64_t LlamaModel::resident_weight_bytes() const {
 
 void LlamaModel::ensure_workspace(int64_t n) {
   if (n <= ws_->capacity) return;
+  ++workspace_generation_;
   const ModelConfig& c = config();
   Workspace& w = *ws_;
   const DeviceId d = options_.device;
   w.capacity = n;
   w.x = Buffer(d, DType::kF32, {n, c.dim});
   w.h = Buffer(d, DType::kF32, {n, c.dim});
+  w.qkv = Buffer(d, DType::kF32, {n, c.q_dim() + 2 * c.kv_dim()});
   w.q = Buffer(d, DType::kF32, {n, c.n_q_heads, c.head_dim});
   w.k_pre = Buffer(d, DType::kF32, {n, c.n_kv_heads, c.head_dim});
   w.k = Buffer(d, DType::kF32, {n, c.n_kv_heads, c.head_dim});
   w.v = Buffer(d, DType::kF32, {n, c.n_kv_heads, c.head_dim});
   w.attn = Buffer(d, DType::kF32, {n, c.n_q_heads, c.head_dim});
-  w.gate = Buffer(d, DType::kF32, {n, c.hidden_dim});
-  w.up = Buffer(d, DType::kF32, {n, c.hidden_dim});
+  w.gate_up = Buffer(d, DType::kF32, {n, 2 * c.hidden_dim});
+  w.act = Buffer(d, DType::kF32, {n, c.hidden_dim});
   w.ids = Buffer(d, DType::kI32, {n});
   w.positions = Buffer(d, DType::kI64, {n});
 }
 
 void LlamaModel::forward(KvCache& cache, std::span<const int32_t> tokens, std::span<const int64_t> positions,
                          SeqId seq, const DecodeBatch* batch, int64_t q_start) {
-  const ModelConfig& c = config();
   const int64_t n = static_cast<int64_t>(tokens.size());
   ensure_workspace(n);
+  const TensorView ids(ws_->ids.data(), DType::kI32, {n}, options_.device);
+  const TensorView pos(ws_->positions.data(), DType::kI64, {n}, options_.device);
+  if (on_cuda()) {  // tokens and positions cross to the device (synchronous copies from the caller's spans)
+    copy_to_device(ids, TensorView(const_cast<int32_t*>(tokens.data()), DType::kI32, {n}));
+    copy_to_device(pos, TensorView(const_cast<int64_t*>(positions.data()), DType::kI64, {n}));
+  } else {
+    std::memcpy(ids.data, tokens.data(), tokens.size_bytes());
+    std::memcpy(pos.data, positions.data(), positions.size_bytes());
+  }
+  run_layers(cache, n, seq, batch, q_start);
+}
+
+void LlamaModel::run_layers(KvCache& cache, int64_t n, SeqId seq, const DecodeBatch* batch, int64_t q_start) {
+  const ModelConfig& c = config();
   Workspace& w = *ws_;
+  SKV_ASSERT(n <= w.capacity);
   const float eps = static_cast<float>(c.norm_eps);
   auto rows = [n](const Buffer& b, Shape full) {  // the first n rows of a workspace buffer
     Shape s = full;
@@ -287,37 +353,27 @@ void LlamaModel::forward(KvCache& cache, std::span<const int32_t> tokens, std::s
     return TensorView(b.data(), b.view().dtype, s, b.view().device);
   };
   const TensorView x = rows(w.x, {n, c.dim}), h = rows(w.h, {n, c.dim});
+  const TensorView qkv = rows(w.qkv, {n, c.q_dim() + 2 * c.kv_dim()});
   const TensorView q = rows(w.q, {n, c.n_q_heads, c.head_dim});
   const TensorView k_pre = rows(w.k_pre, {n, c.n_kv_heads, c.head_dim});
   const TensorView k = rows(w.k, {n, c.n_kv_heads, c.head_dim});
   const TensorView v = rows(w.v, {n, c.n_kv_heads, c.head_dim});
   const TensorView attn = rows(w.attn, {n, c.n_q_heads, c.head_dim});
-  const TensorView gate = rows(w.gate, {n, c.hidden_dim}), up = rows(w.up, {n, c.hidden_dim});
+  const TensorView gate_up = rows(w.gate_up, {n, 2 * c.hidden_dim}), act = rows(w.act, {n, c.hidden_dim});
   const TensorView ids = rows(w.ids, {n}), pos = rows(w.positions, {n});
-  const bool cuda = on_cuda();
-  if (cuda) {  // tokens and positions cross to the device each step (synchronous copies from the caller's spans)
-    copy_to_device(ids, TensorView(const_cast<int32_t*>(tokens.data()), DType::kI32, {n}));
-    copy_to_device(pos, TensorView(const_cast<int64_t*>(positions.data()), DType::kI64, {n}));
-  } else {
-    std::memcpy(ids.data, tokens.data(), tokens.size_bytes());
-    std::memcpy(pos.data, positions.data(), positions.size_bytes());
-  }
-  const TensorView inv_freq = cuda ? inv_freq_dev_.view()
-                                   : TensorView(inv_freq_.data(), DType::kF32, {static_cast<int64_t>(inv_freq_.size())});
+  const TensorView inv_freq = on_cuda() ? inv_freq_dev_.view()
+                                        : TensorView(inv_freq_.data(), DType::kF32,
+                                                     {static_cast<int64_t>(inv_freq_.size())});
 
   embedding({.ids = ids, .table = weights_.embed, .out = x});
   for (int64_t layer = 0; layer < c.n_layers; ++layer) {
-    const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
+    const ComputeLayer& lw = weights_.layers[static_cast<size_t>(layer)];
     rms_norm({.x = x, .w = lw.attn_norm, .out = h, .eps = eps});
-    linear({.x = h, .w = lw.wq, .bias = lw.bq, .out = q.reshape({n, c.q_dim()})});
-    linear({.x = h, .w = lw.wk, .bias = lw.bk, .out = k_pre.reshape({n, c.kv_dim()})});
-    linear({.x = h, .w = lw.wv, .bias = lw.bv, .out = v.reshape({n, c.kv_dim()})});
-    if (cuda)
-      copy(k, k_pre, current_stream(options_.device.index));
-    else
-      std::memcpy(k.data, k_pre.data, k.nbytes());
-    rope({.x = q, .positions = pos, .inv_freq = inv_freq, .position_scale = position_scale_});
-    rope({.x = k, .positions = pos, .inv_freq = inv_freq, .position_scale = position_scale_});
+    linear({.x = h, .w = lw.wqkv, .bias = lw.bqkv, .out = qkv});
+    // Prefill keeps the pre-RoPE keys for the cache (ShadowKV factorizes them, paper section 3.2); decode does
+    // not need them.
+    split_qkv_rope({.qkv = qkv, .positions = pos, .inv_freq = inv_freq, .position_scale = position_scale_, .q = q,
+                    .k = k, .v = v, .k_pre = batch != nullptr ? TensorView{} : k_pre});
     const int l = static_cast<int>(layer);
     if (batch != nullptr) {
       cache.attend_decode(*batch, l, q, k, v, attn);
@@ -326,36 +382,47 @@ void LlamaModel::forward(KvCache& cache, std::span<const int32_t> tokens, std::s
       const PrefillKv kv = cache.prefill_kv(seq, l);
       attention_prefill({.q = q, .k = kv.k, .v = kv.v, .out = attn, .q_start = q_start});
     }
-    linear({.x = attn.reshape({n, c.q_dim()}), .w = lw.wo, .out = h});
-    add({.a = x, .b = h, .out = x});
+    linear({.x = attn.reshape({n, c.q_dim()}), .w = lw.wo, .out = x, .accumulate = true});  // x += o_proj(attn)
     rms_norm({.x = x, .w = lw.mlp_norm, .out = h, .eps = eps});
-    linear({.x = h, .w = lw.w_gate, .out = gate});
-    linear({.x = h, .w = lw.w_up, .out = up});
-    swiglu({.gate = gate, .up = up, .out = gate});
-    linear({.x = gate, .w = lw.w_down, .out = h});
-    add({.a = x, .b = h, .out = x});
+    linear({.x = h, .w = lw.w_gate_up, .out = gate_up});
+    swiglu({.gate = gate_up, .out = act});
+    linear({.x = act, .w = lw.w_down, .out = x, .accumulate = true});  // x += down_proj(act)
   }
 }
 
-void LlamaModel::compute_logits(int64_t first_row, int64_t n_rows, float* out) {
+void LlamaModel::ensure_logits(int64_t n_rows) {
+  if (n_rows <= ws_->logits_rows) return;  // grow-only, like the workspace
+  ws_->logits = Buffer(options_.device, DType::kF32, {n_rows, config().vocab_size});
+  ws_->logits_rows = n_rows;
+  ++workspace_generation_;
+}
+
+TensorView LlamaModel::device_logits(int64_t first_row, int64_t n_rows) {
   const ModelConfig& c = config();
   const DeviceId d = options_.device;
+  SKV_ASSERT(n_rows <= ws_->logits_rows);
   const TensorView x =
       TensorView(ws_->x.data(), DType::kF32, {ws_->capacity, c.dim}, d).slice_rows(first_row, first_row + n_rows);
   const TensorView h = TensorView(ws_->h.data(), DType::kF32, {ws_->capacity, c.dim}, d).slice_rows(0, n_rows);
   rms_norm({.x = x, .w = weights_.final_norm, .out = h, .eps = static_cast<float>(c.norm_eps)});
+  const TensorView logits = TensorView(ws_->logits.data(), DType::kF32, {n_rows, c.vocab_size}, d);
+  linear({.x = h, .w = weights_.lm_head, .out = logits});
+  return logits;
+}
+
+void LlamaModel::compute_logits(int64_t first_row, int64_t n_rows, float* out) {
+  const ModelConfig& c = config();
   const TensorView host_out(out, DType::kF32, {n_rows, c.vocab_size});
   if (!on_cuda()) {
+    const TensorView x = TensorView(ws_->x.data(), DType::kF32, {ws_->capacity, c.dim})
+                             .slice_rows(first_row, first_row + n_rows);
+    const TensorView h = TensorView(ws_->h.data(), DType::kF32, {ws_->capacity, c.dim}).slice_rows(0, n_rows);
+    rms_norm({.x = x, .w = weights_.final_norm, .out = h, .eps = static_cast<float>(c.norm_eps)});
     linear({.x = h, .w = weights_.lm_head, .out = host_out});
     return;
   }
-  if (n_rows > ws_->logits_rows) {  // grow-only, like the workspace
-    ws_->logits = Buffer(d, DType::kF32, {n_rows, c.vocab_size});
-    ws_->logits_rows = n_rows;
-  }
-  const TensorView logits = TensorView(ws_->logits.data(), DType::kF32, {n_rows, c.vocab_size}, d);
-  linear({.x = h, .w = weights_.lm_head, .out = logits});
-  copy_to_host(host_out, logits);  // waits for the step
+  ensure_logits(n_rows);
+  copy_to_host(host_out, device_logits(first_row, n_rows));  // waits for the step
 }
 
 void LlamaModel::prefill(KvCache& cache, SeqId seq, std::span<const int32_t> tokens, std::span<float> last_logits,
@@ -388,8 +455,122 @@ void LlamaModel::decode(KvCache& cache, const DecodeBatch& batch, std::span<cons
   if (static_cast<int64_t>(logits.size()) != n * config().vocab_size)
     throw Error(ErrorCode::kInvalidArgument, "decode: logits must hold n_seqs * vocab_size floats");
   if (n == 0) return;
+  if (on_cuda()) {
+    decode_cuda(cache, batch, tokens, logits);
+    return;
+  }
+  cache.begin_decode_step(batch);
   forward(cache, tokens, batch.positions, -1, &batch, 0);
   compute_logits(0, n, logits.data());
+}
+
+// ---- CUDA decode steps and their graphs
+
+struct LlamaModel::DecodeGraphs {
+  struct Key {
+    const KvCache* cache;
+    int64_t n;
+    uint64_t step_key;
+    auto operator<=>(const Key&) const = default;
+  };
+  Stream stream;              // a blocking stream: ordered with the default stream that prefill and the caches use
+  PinnedHostBuffer staging;   // [capacity] i32 ids, then [capacity] i64 positions
+  int64_t staging_capacity = 0;
+  std::map<Key, CudaGraph> graphs;
+  std::map<Key, int> seen;    // eager steps per key: a key is captured the second time it comes
+  uint64_t scratch_generation = 0, workspace_generation = 0;
+  bool broken = false;        // a capture failed: eager from then on (said once on stderr)
+};
+
+bool LlamaModel::decode_graphable(int64_t n) const {
+  // Every linear must take the small-n kernel (cuBLAS is not captured) and no op may allocate.
+  const ModelConfig& c = config();
+  return options_.cuda_graphs && options_.weight_dtype == DType::kBF16 && n <= 8 && c.dim % 8 == 0 &&
+         c.q_dim() % 8 == 0 && c.hidden_dim % 8 == 0;
+}
+
+void LlamaModel::decode_cuda(KvCache& cache, const DecodeBatch& batch, std::span<const int32_t> tokens,
+                             std::span<float> logits) {
+  const int64_t n = batch.size();
+  const int dev = options_.device.index;
+  if (!graphs_) {
+    graphs_ = std::make_unique<DecodeGraphs>();
+    DeviceGuard guard(dev);
+    graphs_->stream = Stream::create(dev, /*non_blocking=*/false);
+  }
+  DecodeGraphs& g = *graphs_;
+  ensure_workspace(n);
+  ensure_logits(n);
+  if (n > g.staging_capacity) {
+    g.staging = PinnedHostBuffer(static_cast<size_t>(n) * 12);
+    g.staging_capacity = n;
+  }
+  // Everything of the step runs on the model's stream, restored afterwards (also on an exception).
+  struct StreamScope {
+    int dev;
+    StreamHandle previous;
+    StreamScope(int d, StreamHandle s) : dev(d), previous(current_stream(d)) { set_current_stream(s, d); }
+    ~StreamScope() { set_current_stream(previous, dev); }
+  } scope(dev, g.stream.handle());
+  const StreamHandle stream = g.stream.handle();
+
+  // ids and positions: the previous step ended with a synchronous copy of its logits, so staging is free.
+  auto* ids_h = g.staging.ptr<int32_t>();
+  auto* pos_h = reinterpret_cast<int64_t*>(g.staging.ptr<unsigned char>() + g.staging_capacity * 4);
+  std::memcpy(ids_h, tokens.data(), tokens.size_bytes());
+  std::memcpy(pos_h, batch.positions.data(), static_cast<size_t>(n) * sizeof(int64_t));
+  copy_to_device_async(TensorView(ws_->ids.data(), DType::kI32, {n}, options_.device),
+                       TensorView(ids_h, DType::kI32, {n}), stream);
+  copy_to_device_async(TensorView(ws_->positions.data(), DType::kI64, {n}, options_.device),
+                       TensorView(pos_h, DType::kI64, {n}), stream);
+  const KvCache::DecodeStepInfo info = cache.begin_decode_step(batch);
+
+  auto run_step = [&] {
+    run_layers(cache, n, -1, &batch, 0);
+    (void)device_logits(0, n);
+  };
+  bool ran = false;
+  if (info.capturable && decode_graphable(n) && !g.broken) {
+    if (g.scratch_generation != scratch_generation(dev) || g.workspace_generation != workspace_generation_ ||
+        g.graphs.size() > 64) {  // stale addresses, or too many shapes kept: start over
+      g.graphs.clear();
+      g.seen.clear();
+      g.scratch_generation = scratch_generation(dev);
+      g.workspace_generation = workspace_generation_;
+    }
+    const DecodeGraphs::Key key{&cache, n, info.key};
+    if (auto it = g.graphs.find(key); it != g.graphs.end()) {
+      it->second.launch(stream);
+      ++decode_stats_.replays;
+      ran = true;
+    } else if (g.seen[key]++ >= 1) {
+      CudaGraph graph;
+      try {
+        CudaGraph::begin_capture(stream);
+        run_step();
+        graph = CudaGraph::end_capture(stream);
+      } catch (const Error& e) {
+        CudaGraph::abandon_capture(stream);
+        g.broken = true;
+        std::fprintf(stderr, "shadowkv: CUDA graph capture of the decode step failed, running without graphs: %s\n",
+                     e.what());
+      }
+      if (!graph.empty()) {
+        graph.launch(stream);
+        ++decode_stats_.captures;
+        ++decode_stats_.replays;
+        g.graphs.emplace(key, std::move(graph));
+        ran = true;
+      }
+    }
+  }
+  if (!ran) {
+    run_step();
+    ++decode_stats_.eager_steps;
+  }
+  const ModelConfig& c = config();
+  copy_to_host(TensorView(logits.data(), DType::kF32, {n, c.vocab_size}),
+               TensorView(ws_->logits.data(), DType::kF32, {n, c.vocab_size}, options_.device));  // waits
 }
 
 std::vector<float> LlamaModel::prompt_logits(std::span<const int32_t> tokens) {
@@ -399,7 +580,7 @@ std::vector<float> LlamaModel::prompt_logits(std::span<const int32_t> tokens) {
   std::unique_ptr<KvCache> owned;
   if (on_cuda())
     owned = std::make_unique<CudaFullKvCache>(c.n_layers, c.n_q_heads, c.n_kv_heads, c.head_dim, 1, total,
-                                              options_.device.index);
+                                              options_.device.index, options_.kv_dtype);
   else
     owned = std::make_unique<FullKvCache>(c.n_layers, c.n_kv_heads, c.head_dim);
   KvCache& cache = *owned;

@@ -24,6 +24,21 @@ struct ModelOptions {
   // CUDA only: the dtype of the matrices and the embedding (bf16: tensor cores; f32: to compare with the CPU
   // token for token). Norms and biases stay f32.
   DType weight_dtype = DType::kBF16;
+  // CUDA only: the dtype of the KV cache prompt_logits builds (bf16: half the memory, tensor-core attention at
+  // head_dim 64/128; f32: with f32 weights, the CPU's numbers). Caches passed to prefill/decode carry their own
+  // (CudaFullKvCache's kv_dtype). The CPU backend's cache is always f32.
+  DType kv_dtype = DType::kBF16;
+  // CUDA only: replay decode steps from CUDA graphs where the step allows it (bf16 weights, at most 8 sequences,
+  // a cache whose begin_decode_step says capturable): a step is captured the second time its shape is seen, then
+  // replayed with one launch instead of ~12 launches per layer.
+  bool cuda_graphs = true;
+};
+
+// How decode steps ran (CUDA graphs), for tests and benchmarks.
+struct DecodeStats {
+  int64_t eager_steps = 0;   // launched op by op
+  int64_t captures = 0;      // graphs captured
+  int64_t replays = 0;       // steps run by replaying a graph (the capturing step included)
 };
 
 // Called after each prefill chunk with (tokens done, tokens total).
@@ -55,6 +70,8 @@ class LlamaModel {
   // Writes logits [n_seqs, vocab_size].
   void decode(KvCache& cache, const DecodeBatch& batch, std::span<const int32_t> tokens, std::span<float> logits);
 
+  const DecodeStats& decode_stats() const { return decode_stats_; }
+
   // Logits of every position of a prompt with exact attention: [n_tokens * vocab_size]. For tests and tools.
   std::vector<float> prompt_logits(std::span<const int32_t> tokens);
 
@@ -85,8 +102,16 @@ class LlamaModel {
   // Runs n tokens through the layers. For prefill, `seq`/`q_start` name the sequence; for decode, `batch`.
   void forward(KvCache& cache, std::span<const int32_t> tokens, std::span<const int64_t> positions, SeqId seq,
                const DecodeBatch* batch, int64_t q_start);
+  // Enqueues the layers over n tokens whose ids and positions are already in the workspace.
+  void run_layers(KvCache& cache, int64_t n, SeqId seq, const DecodeBatch* batch, int64_t q_start);
   void compute_logits(int64_t first_row, int64_t n_rows, float* out);
+  // CUDA: final norm + lm_head of workspace rows into the device logits buffer (sized by ensure_logits).
+  TensorView device_logits(int64_t first_row, int64_t n_rows);
+  void ensure_logits(int64_t n_rows);
   void ensure_workspace(int64_t n_tokens);
+  // CUDA decode: ids and positions through pinned memory, then graph replay, capture or eager launches.
+  void decode_cuda(KvCache& cache, const DecodeBatch& batch, std::span<const int32_t> tokens, std::span<float> logits);
+  bool decode_graphable(int64_t n) const;
   struct RandomTag {};
   LlamaModel(std::shared_ptr<const LoadedModel> model, ModelOptions options, RandomTag, uint64_t seed);
   void upload_weights();                    // CUDA: the loaded weights to the device
@@ -94,15 +119,38 @@ class LlamaModel {
   void init_rope();
   bool on_cuda() const { return options_.device.kind == DeviceKind::kCuda; }
 
+  // The weights as the forward pass reads them: the projections that share an input are concatenated by rows,
+  // so one linear computes q, k and v, and one computes gate and up (fewer, larger matrix products: at decode
+  // each is a bandwidth-bound GEMV whose efficiency grows with its size).
+  struct ComputeLayer {
+    TensorView attn_norm;  // [dim] f32
+    TensorView wqkv;       // [q_dim + 2 * kv_dim, dim] = [w_q; w_k; w_v]
+    TensorView bqkv;       // [q_dim + 2 * kv_dim] f32 = [b_q; b_k; b_v], or empty (no attention bias)
+    TensorView wo;         // [dim, q_dim]
+    TensorView mlp_norm;   // [dim] f32
+    TensorView w_gate_up;  // [2 * hidden_dim, dim] = [w_gate; w_up]
+    TensorView w_down;     // [dim, hidden_dim]
+  };
+  struct ComputeWeights {
+    TensorView embed;       // [vocab_size, dim] (CPU: the loaded tensor, rows converted as gathered)
+    TensorView final_norm;  // [dim] f32
+    TensorView lm_head;     // [vocab_size, dim] (may be embed: tied)
+    std::vector<ComputeLayer> layers;
+  };
+
   std::shared_ptr<const LoadedModel> model_;
   ModelOptions options_;
-  ModelWeights weights_;                // f32 views used for compute (converted copies or the mmap itself)
-  std::vector<HostBuffer> converted_;   // owns f32 copies of f16/bf16 matrices
+  ComputeWeights weights_;              // CPU: f32 host tensors; CUDA: options_.weight_dtype matrices on the device
+  std::vector<HostBuffer> converted_;   // CPU: owns the f32 copies (converted and/or concatenated matrices)
   std::vector<Buffer> owned_;           // weights on the model's device (CUDA, or random weights)
   std::vector<float> inv_freq_;         // [head_dim / 2]
   Buffer inv_freq_dev_;                 // CUDA: inv_freq_ on the device
   double position_scale_ = 1.0;
   std::unique_ptr<Workspace> ws_;
+  uint64_t workspace_generation_ = 0;   // moves when a workspace or logits buffer is reallocated
+  struct DecodeGraphs;
+  std::unique_ptr<DecodeGraphs> graphs_;  // CUDA: created on the first decode step
+  DecodeStats decode_stats_;
 };
 
 }  // namespace skv

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string>
 
 #include "core/error.h"
 
@@ -16,12 +17,14 @@ int64_t model_weight_bytes(const ModelConfig& c, DType matrix_dtype) {
   return m * (embed + c.n_layers * per_layer_matrices) + 4 * (c.n_layers * per_layer_f32 + c.dim);
 }
 
-int64_t kv_bytes_per_sequence(const ModelConfig& c, int64_t n_tokens) { return c.kv_cache_bytes(n_tokens, 2); }
+int64_t kv_bytes_per_sequence(const ModelConfig& c, int64_t n_tokens, DType kv_dtype) {
+  return c.kv_cache_bytes(n_tokens, static_cast<int64_t>(dtype_size(kv_dtype)));
+}
 
 int64_t workspace_bytes(const ModelConfig& c, int64_t prefill_chunk, int64_t batch, int64_t context) {
   const int64_t rows = std::max(prefill_chunk, batch);
   const int64_t activations =
-      rows * (4 * (2 * c.dim + 2 * c.q_dim() + 3 * c.kv_dim() + 2 * c.hidden_dim) + 4 + 8);
+      rows * (4 * (2 * c.dim + 3 * c.q_dim() + 5 * c.kv_dim() + 3 * c.hidden_dim) + 4 + 8);
   const int64_t linear_x = rows * std::max({c.dim, c.hidden_dim, c.q_dim()}) * 2;
   const int64_t logits = std::max<int64_t>(batch, 1) * c.vocab_size * 4;
   // Split-KV decode: about 4 CTAs per SM of 132 in all, so at most ceil(528 / (batch * n_kv_heads)) splits.
@@ -39,12 +42,14 @@ int64_t default_margin_bytes(int64_t memory_bytes) {
 MemoryPlan plan_memory(const ModelConfig& c, const MemoryPlanRequest& r) {
   if (r.context < 1) throw Error(ErrorCode::kInvalidArgument, "the context must be at least 1 token");
   if (r.batch < 0) throw Error(ErrorCode::kInvalidArgument, "the batch must be at least 1 (or 0: as many as fit)");
+  if (r.kv_dtype != DType::kBF16 && r.kv_dtype != DType::kF32)
+    throw Error(ErrorCode::kInvalidArgument, std::string("the CUDA KV cache is bf16 or f32, not ") + dtype_name(r.kv_dtype));
   MemoryPlan p;
   p.context = r.context;
   p.memory_bytes = r.memory_bytes;
   p.margin_bytes = r.margin_bytes >= 0 ? r.margin_bytes : default_margin_bytes(r.memory_bytes);
   p.weight_bytes = model_weight_bytes(c, r.weight_dtype);
-  p.kv_bytes_per_sequence = kv_bytes_per_sequence(c, r.context);
+  p.kv_bytes_per_sequence = kv_bytes_per_sequence(c, r.context, r.kv_dtype);
   const int64_t usable = r.memory_bytes - p.margin_bytes;
   auto total = [&](int64_t batch) {
     return p.weight_bytes + batch * p.kv_bytes_per_sequence + workspace_bytes(c, r.prefill_chunk, batch, r.context);

@@ -1,5 +1,5 @@
-// The device memory planner: what a model at a context and batch needs on the GPU (weights, bf16 KV cache,
-// workspaces), and the largest batch that fits in the memory available. The CLI's `plan` prints it, `bench`
+// The device memory planner: what a model at a context and batch needs on the GPU (weights, KV cache in bf16 or
+// f32, workspaces), and the largest batch that fits in the memory available. The CLI's `plan` prints it, `bench`
 // resolves --batch auto with it, and `generate --device cuda` checks it before allocating anything.
 #pragma once
 
@@ -14,8 +14,9 @@ namespace skv {
 // Bytes of the weights on the device: the matrices and the embedding in `matrix_dtype` (lm_head once when tied),
 // norms and biases in f32.
 int64_t model_weight_bytes(const ModelConfig& config, DType matrix_dtype);
-// Bytes of the full bf16 KV cache of one sequence of n_tokens.
-int64_t kv_bytes_per_sequence(const ModelConfig& config, int64_t n_tokens);
+// Bytes of the full KV cache of one sequence of n_tokens: K and V of every layer, dtype_size(kv_dtype) bytes per
+// element (bf16: 2, f32: 4; the CudaFullKvCache slabs).
+int64_t kv_bytes_per_sequence(const ModelConfig& config, int64_t n_tokens, DType kv_dtype = DType::kBF16);
 // Bytes of the forward's workspaces: activations of max(prefill_chunk, batch) rows, the linear op's bf16 copy of
 // x, the logits of max(batch, 1) rows, and the decode attention's split partials (an upper bound).
 int64_t workspace_bytes(const ModelConfig& config, int64_t prefill_chunk, int64_t batch, int64_t context);
@@ -26,6 +27,7 @@ struct MemoryPlanRequest {
   int64_t context = 0;                 // tokens per sequence (prompt + generated), >= 1
   int64_t batch = 1;                   // sequences; 0: as many as fit
   DType weight_dtype = DType::kBF16;
+  DType kv_dtype = DType::kBF16;       // the CUDA KV cache's: bf16 or f32
   int64_t prefill_chunk = 512;
   int64_t memory_bytes = 0;            // device memory available (free memory, or an override)
   int64_t margin_bytes = -1;           // -1: default_margin_bytes(memory_bytes)

@@ -49,6 +49,26 @@ void require_dtype(const char* op, const char* name, const TensorView& t, DType 
 
 bool is_float(DType d) { return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16; }
 
+// The CUDA attention kernels: K and V both bf16 or both f32, head_dim 1..256 (ops/cuda/cuda_ops.h picks the
+// tensor-core or the generic kernel).
+constexpr int64_t kCudaMaxHeadDim = 256;
+
+void require_cuda_kv(const char* op, const char* k_name, const TensorView& k, const char* v_name, const TensorView& v,
+                     int rank) {
+  require((k.dtype == DType::kBF16 || k.dtype == DType::kF32) && k.shape.rank == rank, op,
+          std::string(k_name) + " must be a rank-" + std::to_string(rank) + " bf16 or f32 tensor on CUDA, got " +
+              k.describe());
+  require(v.dtype == k.dtype && v.shape.rank == rank, op,
+          std::string(v_name) + " must be a rank-" + std::to_string(rank) + " " + dtype_name(k.dtype) + " tensor (as " +
+              k_name + "), got " + v.describe());
+}
+
+void require_cuda_head_dim(const char* op, int64_t head_dim) {
+  require(head_dim >= 1 && head_dim <= kCudaMaxHeadDim, op,
+          "the CUDA attention kernels take head_dim 1.." + std::to_string(kCudaMaxHeadDim) + ", got " +
+              std::to_string(head_dim));
+}
+
 [[maybe_unused]] [[noreturn]] void no_cuda(const char* op) {
   throw Error(ErrorCode::kUnsupported, std::string(op) + ": built without CUDA; reconfigure with -DSKV_CUDA=ON");
 }
@@ -115,6 +135,14 @@ void linear(const LinearArgs& a) {
     require_f32("linear", "bias", a.bias, 1);
     require(a.bias.dim(0) == a.w.dim(0), "linear", "bias " + a.bias.describe() + " mismatch");
   }
+  if (a.accumulate) {
+    const auto overlaps = [](const TensorView& p, const TensorView& q) {
+      const auto* p0 = static_cast<const char*>(p.data);
+      const auto* q0 = static_cast<const char*>(q.data);
+      return p0 < q0 + q.nbytes() && q0 < p0 + p.nbytes();
+    };
+    require(!overlaps(a.out, a.x), "linear", "accumulate: out must not alias x");
+  }
   SKV_DISPATCH(linear, dev, a);
 }
 
@@ -132,9 +160,39 @@ void rope(const RopeArgs& a) {
 void swiglu(const SwigluArgs& a) {
   const DeviceId dev = common_device("swiglu", {&a.gate, &a.up, &a.out});
   require_f32("swiglu", "gate", a.gate, 2);
-  require(a.up.dtype == DType::kF32 && a.out.dtype == DType::kF32, "swiglu", "f32 only");
-  require(a.up.shape == a.gate.shape && a.out.shape == a.gate.shape, "swiglu", "gate, up and out differ in shape");
+  require_f32("swiglu", "out", a.out, 2);
+  if (a.up.empty()) {  // packed [gate | up]
+    require(a.gate.dim(1) % 2 == 0 && a.out.dim(0) == a.gate.dim(0) && a.out.dim(1) * 2 == a.gate.dim(1), "swiglu",
+            "packed: gate must be [n, 2 * hidden] and out [n, hidden], got " + a.gate.describe() + " and " +
+                a.out.describe());
+    require(a.out.data != a.gate.data || a.gate.dim(0) <= 1, "swiglu", "packed: out must not alias gate");
+  } else {
+    require(a.up.dtype == DType::kF32, "swiglu", "f32 only");
+    require(a.up.shape == a.gate.shape && a.out.shape == a.gate.shape, "swiglu", "gate, up and out differ in shape");
+  }
   SKV_DISPATCH(swiglu, dev, a);
+}
+
+void split_qkv_rope(const SplitQkvRopeArgs& a) {
+  const char* op = "split_qkv_rope";
+  const DeviceId dev = common_device(op, {&a.qkv, &a.positions, &a.inv_freq, &a.q, &a.k, &a.v, &a.k_pre});
+  require_f32(op, "qkv", a.qkv, 2);
+  require_f32(op, "q", a.q, 3);
+  require_f32(op, "k", a.k, 3);
+  const int64_t n = a.q.dim(0), hq = a.q.dim(1), d = a.q.dim(2), hkv = a.k.dim(1);
+  require(d % 2 == 0, op, "head_dim must be even, got " + std::to_string(d));
+  require(a.k.dim(0) == n && a.k.dim(2) == d, op, "k " + a.k.describe() + " does not match q " + a.q.describe());
+  require(a.v.dtype == DType::kF32 && a.v.shape == a.k.shape, op, "v must be f32 shaped like k, got " + a.v.describe());
+  if (!a.k_pre.empty())
+    require(a.k_pre.dtype == DType::kF32 && a.k_pre.shape == a.k.shape, op,
+            "k_pre must be f32 shaped like k, got " + a.k_pre.describe());
+  require(a.qkv.dim(0) == n && a.qkv.dim(1) == (hq + 2 * hkv) * d, op,
+          "qkv must be [n_tokens, (n_q_heads + 2 * n_kv_heads) * head_dim], got " + a.qkv.describe());
+  require(a.positions.dtype == DType::kI64 && a.positions.shape.rank == 1 && a.positions.dim(0) == n, op,
+          "positions must be [n_tokens] i64");
+  require_f32(op, "inv_freq", a.inv_freq, 1);
+  require(a.inv_freq.dim(0) == d / 2, op, "inv_freq must be [head_dim / 2]");
+  SKV_DISPATCH(split_qkv_rope, dev, a);
 }
 
 void add(const AddArgs& a) {
@@ -149,11 +207,9 @@ void attention_prefill(const AttentionPrefillArgs& a) {
   if (on_cuda(dev)) {
     require((a.q.dtype == DType::kF32 || a.q.dtype == DType::kBF16) && a.q.shape.rank == 3, "attention_prefill",
             "q must be a rank-3 f32 or bf16 tensor on CUDA, got " + a.q.describe());
-    require_dtype("attention_prefill", "k", a.k, DType::kBF16, 3);
-    require_dtype("attention_prefill", "v", a.v, DType::kBF16, 3);
+    require_cuda_kv("attention_prefill", "k", a.k, "v", a.v, 3);
     require_f32("attention_prefill", "out", a.out, 3);
-    require(a.q.dim(2) == 64 || a.q.dim(2) == 128, "attention_prefill",
-            "the CUDA kernel takes head_dim 64 or 128, got " + std::to_string(a.q.dim(2)));
+    require_cuda_head_dim("attention_prefill", a.q.dim(2));
   } else {
     for (auto [name, t] : {std::pair{"q", &a.q}, {"k", &a.k}, {"v", &a.v}, {"out", &a.out}})
       require_f32("attention_prefill", name, *t, 3);
@@ -172,12 +228,13 @@ void attention_decode(const AttentionDecodeArgs& a) {
   const DeviceId dev = common_device("attention_decode", {&a.q, &a.k, &a.v, &a.out});
   require_f32("attention_decode", "q", a.q, 2);
   require_f32("attention_decode", "out", a.out, 2);
-  const DType kv_dtype = on_cuda(dev) ? DType::kBF16 : DType::kF32;
-  require_dtype("attention_decode", "k", a.k, kv_dtype, 3);
-  require_dtype("attention_decode", "v", a.v, kv_dtype, 3);
-  if (on_cuda(dev))
-    require(a.q.dim(1) == 64 || a.q.dim(1) == 128, "attention_decode",
-            "the CUDA kernel takes head_dim 64 or 128, got " + std::to_string(a.q.dim(1)));
+  if (on_cuda(dev)) {
+    require_cuda_kv("attention_decode", "k", a.k, "v", a.v, 3);
+    require_cuda_head_dim("attention_decode", a.q.dim(1));
+  } else {
+    require_f32("attention_decode", "k", a.k, 3);
+    require_f32("attention_decode", "v", a.v, 3);
+  }
   require(a.k.shape == a.v.shape && a.k.dim(0) > 0, "attention_decode", "k and v must be equal, non-empty");
   require(a.out.shape == a.q.shape, "attention_decode", "out differs from q in shape");
   require(a.q.dim(1) == a.k.dim(2), "attention_decode", "q and k head_dim differ");
@@ -192,9 +249,12 @@ void attention_decode_batch(const AttentionDecodeBatchArgs& a) {
   require_f32(op, "q", a.q, 3);
   require_f32(op, "out", a.out, 3);
   require(a.out.shape == a.q.shape, op, "out differs from q in shape");
-  const DType kv_dtype = on_cuda(dev) ? DType::kBF16 : DType::kF32;
-  require_dtype(op, "k_cache", a.k_cache, kv_dtype, 4);
-  require_dtype(op, "v_cache", a.v_cache, kv_dtype, 4);
+  if (on_cuda(dev)) {
+    require_cuda_kv(op, "k_cache", a.k_cache, "v_cache", a.v_cache, 4);
+  } else {
+    require_f32(op, "k_cache", a.k_cache, 4);
+    require_f32(op, "v_cache", a.v_cache, 4);
+  }
   require(a.k_cache.shape == a.v_cache.shape, op, "k_cache and v_cache differ in shape");
   const int64_t n_seqs = a.q.dim(0), n_q_heads = a.q.dim(1), head_dim = a.q.dim(2);
   const int64_t n_slots = a.k_cache.dim(0), capacity = a.k_cache.dim(1), n_kv_heads = a.k_cache.dim(2);
@@ -207,8 +267,7 @@ void attention_decode_batch(const AttentionDecodeBatchArgs& a) {
   require(a.max_length >= 0 && a.max_length <= capacity, op,
           "max_length " + std::to_string(a.max_length) + " is outside [0, capacity " + std::to_string(capacity) + "]");
   if (on_cuda(dev)) {
-    require(head_dim == 64 || head_dim == 128, op,
-            "the CUDA kernel takes head_dim 64 or 128, got " + std::to_string(head_dim));
+    require_cuda_head_dim(op, head_dim);
     if (!a.workspace.empty()) {
       require_f32(op, "workspace", a.workspace, 1);
       const int64_t need = attention_decode_batch_workspace_floats(

@@ -1042,6 +1042,51 @@ class PlanBenchDeviceTest(CliTestCase):
             self.skipTest("needs a CUDA build on a machine without a GPU")
         self.assert_error(["generate", "--model", self.tmp, "--device", "cuda"], "no CUDA device")
 
+    def test_kv_dtype_flag(self):
+        """--kv-dtype bf16|f32: CUDA's KV cache dtype; the CPU's is always f32 (bf16 there is a clear error)."""
+        for cmd in ("generate", "eval", "bench", "plan"):
+            r = self.run_cli(cmd, "--help")
+            self.assertEqual(r.returncode, 0, r.describe())
+            self.assertIn("--kv-dtype", r.stdout, f"{cmd} --help")
+        self.assert_error(["generate", "--model", self.tmp, "--kv-dtype", "f16"], "--kv-dtype", "f16")
+        self.assert_error(["generate", "--model", self.tmp, "--device", "cpu", "--kv-dtype", "bf16"],
+                          "--kv-dtype bf16", "CUDA-only")
+        self.assert_error(["generate", "--model", self.tmp, "--kv-dtype", "bf16"], "--kv-dtype bf16", "CUDA-only")
+        self.assert_error(["eval", "--model", self.tmp, "--tasks", "vt", "--context", "256", "--kv-dtype", "bf16"],
+                          "--kv-dtype bf16", "CUDA-only")
+        self.assert_error(["eval", "--model", self.tmp, "--kv-dtype", "int8"], "--kv-dtype", "int8")
+        self.assert_error(["plan", "--model", self.tmp, "--context", "1k", "--memory-gib", "80", "--kv-dtype", "fp8"],
+                          "--kv-dtype", "fp8")
+        self.assert_usage_error(["generate", "--kv-dtype"], "--kv-dtype")
+        if self.cpu_build:
+            self.assert_error(["bench", "--model", self.tmp, "--random-weights", "--kv-dtype", "f32"],
+                              "--device cuda", "built without CUDA")
+
+    def test_plan_f32_kv_dtype(self):
+        """The planner counts 4 bytes per KV element in f32: 32 GiB per 128K sequence of Llama-3.1-8B."""
+        r = self.run_cli("plan", "--model", self.tmp, "--context", "128k", "--memory-gib", "80", "--kv-dtype", "f32",
+                         "--json")
+        self.assert_ok(r)
+        j = json.loads(r.stdout)
+        self.assertEqual(j["kv_dtype"], "f32")
+        self.assertEqual(j["kv_bytes_per_sequence"], 32 << 30)
+        self.assertEqual(j["max_batch"], 1)
+        r = self.run_cli("plan", "--model", self.tmp, "--context", "128k", "--memory-gib", "80", "--json")
+        self.assert_ok(r)
+        self.assertEqual(json.loads(r.stdout)["kv_dtype"], "bf16")
+        r = self.run_cli("plan", "--model", self.tmp, "--context", "131072", "--memory-gib", "80", "--kv-dtype", "f32")
+        self.assert_ok(r)
+        self.assertIn("32.00 GiB per sequence (f32)", r.stdout)
+
+    def test_generate_cpu_kv_dtype_f32(self):
+        require_model(self)
+        base = ["generate", "--model", model_dir(), "--device", "cpu", "--max-tokens", "5", "--json"]
+        r = self.run_cli(*base, "--kv-dtype", "f32", timeout=GENERATE_TIMEOUT_S)
+        self.assert_ok(r)
+        d = self.run_cli(*base, timeout=GENERATE_TIMEOUT_S)
+        self.assert_ok(d)
+        self.assertEqual(json.loads(r.stdout)["tokens"], json.loads(d.stdout)["tokens"])
+
     def test_generate_cpu_device_flag(self):
         require_model(self)
         r = self.run_cli("generate", "--model", model_dir(), "--device", "cpu", "--max-tokens", "5", "--json",

@@ -59,6 +59,25 @@ TEST(MemoryPlan, Llama31_8bAt128k) {
   EXPECT_NEAR(static_cast<double>(model_weight_bytes(c, DType::kF32)) / static_cast<double>(w), 2.0, 1e-3);
 }
 
+// The f32 KV cache (the exact mode) counts 4 bytes per element: twice bf16's, so one sequence fewer fits.
+TEST(MemoryPlan, F32KvCacheCountsFourBytesPerElement) {
+  const ModelConfig c = llama31_8b();
+  EXPECT_EQ(kv_bytes_per_sequence(c, 131072, DType::kF32), int64_t{32} << 30);  // 32 GiB
+  EXPECT_EQ(kv_bytes_per_sequence(c, 1000, DType::kF32), 2 * kv_bytes_per_sequence(c, 1000, DType::kBF16));
+  MemoryPlanRequest r;
+  r.context = 131072;
+  r.batch = 0;
+  r.memory_bytes = int64_t{80} << 30;
+  r.kv_dtype = DType::kF32;
+  const MemoryPlan p = plan_memory(c, r);
+  EXPECT_EQ(p.kv_bytes_per_sequence, int64_t{32} << 30);
+  // 80 GiB - 1.6 GiB margin - 14.96 GiB weights - workspace: 1 sequence of 32 GiB (3 of 16 GiB in bf16).
+  EXPECT_EQ(p.max_batch, 1);
+  EXPECT_EQ(p.kv_bytes, int64_t{32} << 30);
+  r.kv_dtype = DType::kF16;
+  EXPECT_THROW(plan_memory(c, r), Error);
+}
+
 TEST(MemoryPlan, LargestBatchIsFoundQuicklyForHugeMemory) {
   // A tiny context and a huge memory: the largest batch is in the millions, found by a binary search (a walk
   // down one batch at a time did not finish).

@@ -6,6 +6,9 @@
 // relative. bf16 paths (bf16 linear, attention with bf16 K/V and bf16 products): relative L2 error
 // ||got - want|| / ||want|| <= 1e-2 (expected a few 1e-3), with the CPU twin given the same bf16-rounded weights,
 // keys and values in f32, so the error measured is the kernel's own rounding (x, q and P rounded to bf16).
+// The generic attention kernels (any head_dim, f32 or bf16 K/V, f32 math): every element within 1e-5 + 1e-5 |want|
+// of the CPU twin given the same (bf16-rounded where the GPU gets bf16) inputs, and relative L2 <= 1e-5 against
+// float64: a tensor-core kernel (bf16 q and P, ~1e-3) could not pass, so these also prove which kernel ran.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -508,6 +511,240 @@ TEST(OpsCuda, SampleTokensMatchesCpuTokenForToken) {
       EXPECT_EQ(got_dev, want) << "vocab " << vocab << " round " << round << " (device out)";
     }
   }
+}
+
+// ---- the generic kernels (attention_generic.cu)
+
+constexpr double kGenericAtol = 1e-5, kGenericRtol = 1e-5, kGenericRelL2 = 1e-5;
+
+bool tensor_core_shape(DType kv_dtype, int64_t head_dim) {
+  return kv_dtype == DType::kBF16 && (head_dim == 64 || head_dim == 128);
+}
+
+struct GenericPrefillCase {
+  int64_t n_q, q_start, n_q_heads, n_kv_heads, head_dim;
+};
+
+// q [n_q, n_q_heads, head_dim], k/v [q_start + n_q, n_kv_heads, head_dim], fresh random values (q, k in [-2, 2),
+// v in [-1, 1)); the GPU gets q in q_dtype and k/v in kv_dtype, the CPU twin and the float64 reference the same
+// values rounded through those dtypes. Through the dispatcher unless that would pick the tensor-core kernel
+// (bf16 K/V at head_dim 64/128): then cuda::attention_prefill_generic itself.
+void run_generic_prefill_case(const GenericPrefillCase& c, DType kv_dtype, DType q_dtype) {
+  const int64_t kv_len = c.q_start + c.n_q, row = c.n_q_heads * c.head_dim;
+  const uint64_t seed = static_cast<uint64_t>(c.n_q * 7919 + c.q_start * 31 + c.n_q_heads * 5 + c.head_dim) +
+                        (kv_dtype == DType::kBF16 ? 1000003 : 0) + (q_dtype == DType::kBF16 ? 2000003 : 0);
+  HostBuffer q = random_tensor({c.n_q, c.n_q_heads, c.head_dim}, seed, -2, 2);
+  HostBuffer k = random_tensor({kv_len, c.n_kv_heads, c.head_dim}, seed + 1, -2, 2);
+  HostBuffer v = random_tensor({kv_len, c.n_kv_heads, c.head_dim}, seed + 2);
+  if (q_dtype == DType::kBF16) q = round_bf16(q);
+  if (kv_dtype == DType::kBF16) k = round_bf16(k), v = round_bf16(v);
+  const std::string what = "generic prefill n_q " + std::to_string(c.n_q) + " q_start " + std::to_string(c.q_start) +
+                           " heads " + std::to_string(c.n_q_heads) + "/" + std::to_string(c.n_kv_heads) + " d " +
+                           std::to_string(c.head_dim) + " q " + dtype_name(q_dtype) + " kv " + dtype_name(kv_dtype);
+  HostBuffer want(DType::kF32, {c.n_q, c.n_q_heads, c.head_dim});
+  attention_prefill({.q = q.view(), .k = k.view(), .v = v.view(), .out = want.view(), .q_start = c.q_start});
+  DeviceBuffer dq = upload(q, q_dtype), dk = upload(k, kv_dtype), dv = upload(v, kv_dtype);
+  DeviceBuffer dout(DType::kF32, {c.n_q, c.n_q_heads, c.head_dim});
+  poison(dout.view());
+  const AttentionPrefillArgs args{.q = dq.view(), .k = dk.view(), .v = dv.view(), .out = dout.view(), .q_start = c.q_start};
+  if (tensor_core_shape(kv_dtype, c.head_dim)) cuda::attention_prefill_generic(args);
+  else attention_prefill(args);
+  const HostBuffer got = download(dout.view());
+  EXPECT_TENSOR_NEAR(got.view(), want.view(), kGenericAtol, kGenericRtol) << what << " vs CPU twin";
+  const auto rows = sample_rows(c.n_q, 40, seed);
+  HostBuffer ref(DType::kF32, {static_cast<int64_t>(rows.size()), row});
+  reference_rows(q.ptr<float>(), k.ptr<float>(), v.ptr<float>(), ref.ptr<float>(), rows, c.n_q_heads, c.n_kv_heads,
+                 c.head_dim, c.q_start);
+  EXPECT_TRUE(close_l2(pick_rows(got, rows, row), ref, kGenericRelL2)) << what << " vs float64";
+}
+
+const GenericPrefillCase kGenericPrefillCases[] = {
+    {1, 0, 6, 6, 48},     {7, 0, 6, 6, 48},       {1031, 0, 6, 6, 48} /* stories15M: MHA, 6 heads of 48 */,
+    {129, 37, 8, 2, 80} /* 4:1 */,                {300, 1000, 12, 2, 96} /* 6:1, 1300 keys */,
+    {45, 3, 4, 4, 32},    {65, 0, 8, 8, 64},      {200, 100, 32, 8, 128},
+    {17, 3, 40, 2, 256} /* 20:1: two CTAs per KV head, the second one partial */,
+    {9, 0, 3, 1, 1} /* head_dim 1 */,            {13, 2, 4, 2, 33} /* odd head_dim */};
+
+TEST(OpsCuda, GenericAttentionPrefillMatchesCpuAndFloat64) {
+  REQUIRE_CUDA();
+  for (const GenericPrefillCase& c : kGenericPrefillCases)
+    for (DType kv_dtype : {DType::kF32, DType::kBF16})
+      for (DType q_dtype : {DType::kF32, DType::kBF16}) run_generic_prefill_case(c, kv_dtype, q_dtype);
+}
+
+struct GenericDecodeCase {
+  int64_t n_q_heads, n_kv_heads, head_dim, capacity;
+  std::vector<int32_t> lengths;
+};
+
+// A slotted cache of n_seqs + 2 slots, sequence i in slot n_slots - 1 - i (out of order; two slots unused); every
+// key past a sequence's length, and every unused slot, is NaN on the device, so a read past a length shows up.
+// q in [-2, 2), keys in [-2, 2), values in [-1, 1), rounded through kv_dtype for the CPU twin and float64.
+void run_generic_decode_case(const GenericDecodeCase& c, DType kv_dtype, uint64_t seed) {
+  const int64_t n_seqs = static_cast<int64_t>(c.lengths.size()), n_slots = n_seqs + 2;
+  const int64_t kv_row = c.n_kv_heads * c.head_dim, slot_elems = c.capacity * kv_row;
+  const int64_t q_row = c.n_q_heads * c.head_dim;
+  std::vector<int32_t> slots(static_cast<size_t>(n_seqs));
+  for (int64_t i = 0; i < n_seqs; ++i) slots[static_cast<size_t>(i)] = static_cast<int32_t>(n_slots - 1 - i);
+  const Shape cache_shape{n_slots, c.capacity, c.n_kv_heads, c.head_dim};
+  HostBuffer kc(DType::kF32, cache_shape), vc(DType::kF32, cache_shape);
+  std::fill_n(kc.ptr<float>(), cache_shape.numel(), std::numeric_limits<float>::quiet_NaN());
+  std::fill_n(vc.ptr<float>(), cache_shape.numel(), std::numeric_limits<float>::quiet_NaN());
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  const auto as_kv = [&](float x) { return kv_dtype == DType::kBF16 ? bf16_to_f32(f32_to_bf16(x)) : x; };
+  for (int64_t i = 0; i < n_seqs; ++i) {
+    const int64_t base = slots[static_cast<size_t>(i)] * slot_elems;
+    for (int64_t e = 0; e < c.lengths[static_cast<size_t>(i)] * kv_row; ++e) {
+      kc.ptr<float>()[base + e] = as_kv(2.0f * dist(rng));
+      vc.ptr<float>()[base + e] = as_kv(dist(rng));
+    }
+  }
+  const HostBuffer q = random_tensor({n_seqs, c.n_q_heads, c.head_dim}, seed + 1, -2, 2);
+  HostBuffer want(DType::kF32, {n_seqs, c.n_q_heads, c.head_dim});
+  attention_decode_batch({.q = q.view(), .k_cache = kc.view(), .v_cache = vc.view(),
+                          .slots = TensorView(slots.data(), DType::kI32, {n_seqs}),
+                          .lengths = TensorView(const_cast<int32_t*>(c.lengths.data()), DType::kI32, {n_seqs}),
+                          .out = want.view()});
+  DeviceBuffer dk = upload(kc, kv_dtype), dv = upload(vc, kv_dtype);  // NaN stays NaN in bf16
+  DeviceBuffer dq = upload(q), dslots = upload_ints(slots, DType::kI32), dlen = upload_ints(c.lengths, DType::kI32);
+  DeviceBuffer dout(DType::kF32, {n_seqs, c.n_q_heads, c.head_dim});
+  const int32_t max_len = *std::max_element(c.lengths.begin(), c.lengths.end());
+  // The workspace size the op promises, for whichever kernel the dtype picks.
+  const int64_t ws_floats = attention_decode_batch_workspace_floats(n_seqs, c.n_q_heads, c.n_kv_heads, c.head_dim, max_len);
+  ASSERT_GT(ws_floats, 0);
+  DeviceBuffer dws(DType::kF32, {ws_floats});
+  std::string what = "generic decode heads " + std::to_string(c.n_q_heads) + "/" + std::to_string(c.n_kv_heads) +
+                     " d " + std::to_string(c.head_dim) + " kv " + dtype_name(kv_dtype) + " lengths";
+  for (int32_t l : c.lengths) what += " " + std::to_string(l);
+  for (int run = 0; run < 3; ++run) {  // max_length 0 (capacity), max_length = the longest, the explicit workspace
+    poison(dout.view());
+    AttentionDecodeBatchArgs args{.q = dq.view(), .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslots.view(),
+                                  .lengths = dlen.view(), .out = dout.view(), .max_length = run == 0 ? 0 : max_len};
+    if (run == 2) args.workspace = dws.view();
+    if (tensor_core_shape(kv_dtype, c.head_dim)) cuda::attention_decode_batch_generic(args);
+    else attention_decode_batch(args);
+    const HostBuffer got = download(dout.view());
+    EXPECT_TENSOR_NEAR(got.view(), want.view(), kGenericAtol, kGenericRtol) << what << " run " << run << " vs CPU twin";
+    if (run != 0) continue;
+    for (int64_t i = 0; i < n_seqs; ++i) {  // float64, per sequence: one query at position len - 1
+      const int64_t slot = slots[static_cast<size_t>(i)];
+      HostBuffer ref(DType::kF32, {1, q_row}), got_i(DType::kF32, {1, q_row});
+      reference_rows(q.ptr<float>() + i * q_row, kc.ptr<float>() + slot * slot_elems, vc.ptr<float>() + slot * slot_elems,
+                     ref.ptr<float>(), {0}, c.n_q_heads, c.n_kv_heads, c.head_dim, c.lengths[static_cast<size_t>(i)] - 1);
+      std::copy_n(got.ptr<float>() + i * q_row, q_row, got_i.ptr<float>());
+      EXPECT_TRUE(close_l2(got_i, ref, kGenericRelL2)) << what << " sequence " << i << " vs float64";
+    }
+  }
+}
+
+TEST(OpsCuda, GenericAttentionDecodeBatchMatchesCpuAndFloat64) {
+  REQUIRE_CUDA();
+  const GenericDecodeCase cases[] = {
+      {6, 6, 48, 300, {1, 7, 256, 129}},   // stories15M: MHA, 6 heads of 48
+      {8, 2, 80, 1100, {1037, 1, 500}},    // 4:1
+      {12, 2, 96, 2000, {1999, 64, 65}},   // 6:1
+      {4, 4, 32, 50, {50, 3}},
+      {8, 8, 64, 700, {700, 1, 33}},
+      {32, 8, 128, 5000, {4097, 7}},       // Llama-3-8B's shape
+      {40, 2, 256, 300, {300, 17}},        // 20:1: two CTAs per KV head
+      {2, 1, 1, 20, {20, 1}},              // head_dim 1
+      {4, 2, 33, 70, {70, 9}}};            // odd head_dim
+  uint64_t seed = 200;
+  for (const GenericDecodeCase& c : cases)
+    for (DType kv_dtype : {DType::kF32, DType::kBF16}) run_generic_decode_case(c, kv_dtype, seed++);
+}
+
+TEST(OpsCuda, GenericAttentionDecodeBatchInvalidSequenceGivesNaNOnly) {
+  REQUIRE_CUDA();
+  const int64_t n_q_heads = 6, n_kv_heads = 6, head_dim = 48, capacity = 100, row = n_q_heads * head_dim;
+  auto q = random_tensor({5, n_q_heads, head_dim}, 210, -2, 2);
+  auto kv = random_tensor({2, capacity, n_kv_heads, head_dim}, 211);
+  DeviceBuffer dq = upload(q), dk = upload(kv), dv = upload(kv);
+  // valid; slot 5 of 2; length 101 > capacity; slot -1; length 0
+  DeviceBuffer dslots = upload_ints(std::vector<int32_t>{1, 5, 1, -1, 0}, DType::kI32);
+  DeviceBuffer dlen = upload_ints(std::vector<int32_t>{10, 10, 101, 10, 0}, DType::kI32);
+  DeviceBuffer dout(DType::kF32, {5, n_q_heads, head_dim});
+  poison(dout.view());
+  attention_decode_batch({.q = dq.view(), .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslots.view(),
+                          .lengths = dlen.view(), .out = dout.view()});
+  HostBuffer got = download(dout.view());
+  // sequence 0 is attention over keys [0, 10) of slot 1
+  HostBuffer want(DType::kF32, {n_q_heads, head_dim});
+  const int64_t slot_elems = capacity * n_kv_heads * head_dim;
+  attention_decode({.q = TensorView(q.ptr<float>(), DType::kF32, {n_q_heads, head_dim}),
+                    .k = TensorView(kv.ptr<float>() + slot_elems, DType::kF32, {10, n_kv_heads, head_dim}),
+                    .v = TensorView(kv.ptr<float>() + slot_elems, DType::kF32, {10, n_kv_heads, head_dim}),
+                    .out = want.view()});
+  EXPECT_TRUE(testing::tensors_near(got.ptr<float>(), want.ptr<float>(), static_cast<size_t>(row), kGenericAtol,
+                                    kGenericRtol));
+  for (int64_t s = 1; s < 5; ++s)
+    for (int64_t e = 0; e < row; ++e) ASSERT_TRUE(std::isnan(got.ptr<float>()[s * row + e])) << "sequence " << s;
+  // A length past max_length's splits (max_length 1: one split of 64 keys) is NaN too, not a silent truncation.
+  DeviceBuffer dlen100 = upload_ints(std::vector<int32_t>{100}, DType::kI32);
+  DeviceBuffer dslot0 = upload_ints(std::vector<int32_t>{0}, DType::kI32);
+  DeviceBuffer dout1(DType::kF32, {1, n_q_heads, head_dim});
+  attention_decode_batch({.q = TensorView(dq.data(), DType::kF32, {1, n_q_heads, head_dim}, dq.view().device),
+                          .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslot0.view(), .lengths = dlen100.view(),
+                          .out = dout1.view(), .max_length = 1});
+  HostBuffer got1 = download(dout1.view());
+  for (int64_t e = 0; e < row; ++e) ASSERT_TRUE(std::isnan(got1.ptr<float>()[e]));
+}
+
+TEST(OpsCuda, GenericAttentionDecodeMatchesCpu) {
+  REQUIRE_CUDA();
+  struct Case { int64_t n_q_heads, n_kv_heads, head_dim; };
+  for (const Case& c : {Case{6, 6, 48}, Case{12, 2, 96}, Case{32, 8, 128}}) {
+    for (int64_t kv_len : {1, 7, 1500}) {
+      const uint64_t seed = static_cast<uint64_t>(220 + kv_len + c.head_dim);
+      auto q = random_tensor({c.n_q_heads, c.head_dim}, seed, -2, 2);
+      auto k = random_tensor({kv_len, c.n_kv_heads, c.head_dim}, seed + 1, -2, 2);
+      auto v = random_tensor({kv_len, c.n_kv_heads, c.head_dim}, seed + 2);
+      HostBuffer want(DType::kF32, {c.n_q_heads, c.head_dim});
+      attention_decode({.q = q.view(), .k = k.view(), .v = v.view(), .out = want.view()});
+      DeviceBuffer dq = upload(q), dk = upload(k), dv = upload(v);  // f32 K/V: the generic kernels
+      DeviceBuffer dout(DType::kF32, {c.n_q_heads, c.head_dim});
+      poison(dout.view());
+      attention_decode({.q = dq.view(), .k = dk.view(), .v = dv.view(), .out = dout.view()});
+      EXPECT_TENSOR_NEAR(download(dout.view()).view(), want.view(), kGenericAtol, kGenericRtol)
+          << "d " << c.head_dim << " kv_len " << kv_len;
+    }
+  }
+}
+
+// The generic kernel against the tensor-core one on what both take (bf16 K/V, head_dim 64/128): the same
+// answer within the tensor-core kernel's bf16 rounding.
+TEST(OpsCuda, GenericAndTensorCoreAttentionAgree) {
+  REQUIRE_CUDA();
+  for (int64_t head_dim : {64, 128}) {
+    const int64_t n_q = 300, q_start = 200, kv_len = q_start + n_q, n_q_heads = 16, n_kv_heads = 4;
+    auto q = random_tensor({n_q, n_q_heads, head_dim}, 230, -2, 2);
+    auto kv = random_tensor({kv_len, n_kv_heads, head_dim}, 231, -2, 2);
+    DeviceBuffer dq = upload(q), dk = upload(kv, DType::kBF16), dv = upload(kv, DType::kBF16);
+    DeviceBuffer a(DType::kF32, {n_q, n_q_heads, head_dim}), b(DType::kF32, {n_q, n_q_heads, head_dim});
+    poison(a.view());
+    poison(b.view());
+    attention_prefill({.q = dq.view(), .k = dk.view(), .v = dv.view(), .out = a.view(), .q_start = q_start});
+    cuda::attention_prefill_generic({.q = dq.view(), .k = dk.view(), .v = dv.view(), .out = b.view(), .q_start = q_start});
+    EXPECT_TRUE(close_l2(download(a.view()), download(b.view()), kBf16RelL2)) << "head_dim " << head_dim;
+  }
+}
+
+TEST(OpsCuda, AttentionRejectsWhatNoKernelTakes) {
+  REQUIRE_CUDA();
+  DeviceBuffer q(DType::kF32, {4, 2, 48}), k32(DType::kF32, {4, 2, 48}), k16(DType::kBF16, {4, 2, 48});
+  DeviceBuffer out(DType::kF32, {4, 2, 48});
+  // K f32 with V bf16
+  EXPECT_THROW(attention_prefill({.q = q.view(), .k = k32.view(), .v = k16.view(), .out = out.view()}), Error);
+  // head_dim 257
+  DeviceBuffer q257(DType::kF32, {1, 1, 257}), k257(DType::kF32, {1, 1, 257}), o257(DType::kF32, {1, 1, 257});
+  EXPECT_THROW(attention_prefill({.q = q257.view(), .k = k257.view(), .v = k257.view(), .out = o257.view()}), Error);
+  EXPECT_THROW(attention_decode({.q = q257.view().reshape({1, 257}), .k = k257.view(), .v = k257.view(),
+                                 .out = o257.view().reshape({1, 257})}),
+               Error);
+  // the tensor-core variants take bf16 K/V at head_dim 64/128 only
+  EXPECT_THROW(cuda::attention_prefill_with_variant({.q = q.view(), .k = k32.view(), .v = k32.view(), .out = out.view()}, 1),
+               Error);
 }
 
 }  // namespace

@@ -1,9 +1,10 @@
-// skv_dump_logits [--device cpu|cuda|cuda:N] [--weight-dtype bf16|f32] [--last-only] [--prefill-chunk N]
-//                 MODEL_DIR TOKENS_CSV OUT_FILE [TOKENS_CSV OUT_FILE ...]
+// skv_dump_logits [--device cpu|cuda|cuda:N] [--weight-dtype bf16|f32] [--kv-dtype bf16|f32] [--last-only]
+//                 [--prefill-chunk N] MODEL_DIR TOKENS_CSV OUT_FILE [TOKENS_CSV OUT_FILE ...]
 // Runs the engine's exact-attention prompt forward over the tokens and writes the logits of every position
 // as float32 little-endian [n_tokens, vocab] (no header), for tests/reference/check_forward.py to compare.
 // --last-only writes the last position's logits alone ([vocab]), through prefill (no all-position logits: a
 // 128K vocabulary times 32K positions would be 16 GiB). Several TOKENS/OUT pairs share one model load.
+// --kv-dtype is the CUDA KV cache's (default bf16); the CPU's is always f32 (bf16 there is a usage error).
 // The defaults (cpu; the 3-argument form) are what check_forward.py and the reference_forward test use.
 #include <bit>
 #include <chrono>
@@ -31,8 +32,8 @@ static_assert(std::endian::native == std::endian::little, "skv_dump_logits write
 namespace {
 
 constexpr const char* kUsage =
-    "usage: skv_dump_logits [--device cpu|cuda|cuda:N] [--weight-dtype bf16|f32] [--last-only] "
-    "[--prefill-chunk N] MODEL_DIR TOKENS_CSV OUT_FILE [TOKENS_CSV OUT_FILE ...]\n";
+    "usage: skv_dump_logits [--device cpu|cuda|cuda:N] [--weight-dtype bf16|f32] [--kv-dtype bf16|f32] "
+    "[--last-only] [--prefill-chunk N] MODEL_DIR TOKENS_CSV OUT_FILE [TOKENS_CSV OUT_FILE ...]\n";
 
 // Token ids separated by commas and/or whitespace.
 std::vector<int32_t> read_tokens(const std::filesystem::path& path) {
@@ -67,6 +68,7 @@ std::vector<int32_t> read_tokens(const std::filesystem::path& path) {
 struct Args {
   skv::DeviceId device{};
   skv::DType weight_dtype = skv::DType::kBF16;
+  std::string kv_dtype;  // "bf16", "f32" or empty: the device's (CUDA bf16, CPU f32)
   bool last_only = false;
   int64_t prefill_chunk = 0;  // 0: ModelOptions' default
   std::vector<std::string> positional;
@@ -111,6 +113,12 @@ bool parse_args(int argc, char** argv, Args& a) {
         std::cerr << "error: --weight-dtype must be bf16 or f32, got '" << v << "'\n" << kUsage;
         return false;
       }
+    } else if (s == "--kv-dtype") {
+      if (!value(a.kv_dtype)) return false;
+      if (a.kv_dtype != "bf16" && a.kv_dtype != "f32") {
+        std::cerr << "error: --kv-dtype must be bf16 or f32, got '" << a.kv_dtype << "'\n" << kUsage;
+        return false;
+      }
     } else if (s == "--prefill-chunk") {
       std::string v;
       if (!value(v)) return false;
@@ -135,6 +143,10 @@ bool parse_args(int argc, char** argv, Args& a) {
     } else {
       a.positional.push_back(s);
     }
+  }
+  if (a.kv_dtype == "bf16" && a.device.kind != skv::DeviceKind::kCuda) {
+    std::cerr << "error: --kv-dtype bf16: a bf16 KV cache is CUDA-only (the CPU backend keeps K/V in f32)\n" << kUsage;
+    return false;
   }
   if (a.positional.size() < 3 || a.positional.size() % 2 != 1) {
     std::cerr << kUsage;
@@ -169,6 +181,8 @@ int main(int argc, char** argv) {
     skv::ModelOptions options;
     options.device = args.device;
     options.weight_dtype = args.weight_dtype;
+    const skv::DType kv_dtype = args.kv_dtype == "f32" ? skv::DType::kF32 : skv::DType::kBF16;  // CUDA only
+    options.kv_dtype = kv_dtype;
     if (args.prefill_chunk > 0) options.prefill_chunk_tokens = args.prefill_chunk;
     skv::LlamaModel model(loaded, options);
     if (cuda) skv::synchronize_device(args.device.index);
@@ -195,6 +209,7 @@ int main(int argc, char** argv) {
         cache_options.device = args.device;
         cache_options.max_sequences = 1;
         cache_options.max_tokens = n;
+        cache_options.kv_dtype = kv_dtype;
         std::unique_ptr<skv::KvCache> cache = skv::make_kv_cache(shape, cache_options);
         cache->add_sequence(0, n);
         logits.assign(static_cast<size_t>(c.vocab_size), 0.0f);

@@ -29,10 +29,12 @@ struct BenchFlags {
   std::string contexts = "32k";
   std::string batches = "1";
   std::string weight_dtype = "bf16";
+  std::string kv_dtype;  // empty: bf16 (CUDA's default)
   bool random_weights = false;
   uint64_t seed = 1;
   int64_t steps = 20;
   int64_t prefill_chunk = 512;
+  std::string cuda_graphs = "on";
   bool json = false;
 };
 
@@ -77,6 +79,8 @@ void run_bench(const BenchFlags& f) {
   const std::vector<int64_t> contexts = parse_count_list("--context", f.contexts, false);
   const std::vector<int64_t> batches = parse_count_list("--batch", f.batches, true);
   const DType weight_dtype = parse_weight_dtype_flag(f.weight_dtype);
+  const DType kv_dtype = parse_kv_dtype_flag(f.kv_dtype, device);
+  const int64_t kv_elem_bytes = static_cast<int64_t>(dtype_size(kv_dtype));
   if (f.steps < 1 || f.steps > 10000) throw Error(ErrorCode::kInvalidArgument, "--steps must be in [1, 10000]");
   if (f.prefill_chunk < 1 || f.prefill_chunk > 65536)
     throw Error(ErrorCode::kInvalidArgument, "--prefill-chunk must be in [1, 65536]");
@@ -94,7 +98,11 @@ void run_bench(const BenchFlags& f) {
   ModelOptions mo;
   mo.device = device;
   mo.weight_dtype = weight_dtype;
+  mo.kv_dtype = kv_dtype;
   mo.prefill_chunk_tokens = f.prefill_chunk;
+  if (f.cuda_graphs != "on" && f.cuda_graphs != "off")
+    throw Error(ErrorCode::kInvalidArgument, "--cuda-graphs must be on or off, got '" + f.cuda_graphs + "'");
+  mo.cuda_graphs = f.cuda_graphs == "on";
   std::unique_ptr<LlamaModel> model;
   if (f.random_weights) {
     model = LlamaModel::with_random_weights(load_hf_config(dir / "config.json"), mo, f.seed);
@@ -113,6 +121,7 @@ void run_bench(const BenchFlags& f) {
     req.context = capacity;
     req.batch = 0;
     req.weight_dtype = weight_dtype;
+    req.kv_dtype = kv_dtype;
     req.prefill_chunk = f.prefill_chunk;
     req.memory_bytes = mem.free_bytes + model->resident_weight_bytes();  // the plan counts the weights again
     const MemoryPlan plan = plan_memory(c, req);
@@ -139,7 +148,7 @@ void run_bench(const BenchFlags& f) {
     if (bs.empty()) continue;
     const int64_t max_b = *std::max_element(bs.begin(), bs.end());
     try {
-      CudaFullKvCache cache(c.n_layers, c.n_q_heads, c.n_kv_heads, c.head_dim, max_b, capacity, dev);
+      CudaFullKvCache cache(c.n_layers, c.n_q_heads, c.n_kv_heads, c.head_dim, max_b, capacity, dev, kv_dtype);
       // Prefill one sequence of `context` random tokens, timed.
       std::vector<int32_t> tokens(static_cast<size_t>(context));
       uint64_t x = 0x2545F4914F6CDD1Dull ^ static_cast<uint64_t>(context);
@@ -190,7 +199,7 @@ void run_bench(const BenchFlags& f) {
           e1.synchronize();
           if (step >= extra) {
             ms.push_back(Event::elapsed_ms(e0, e1));
-            for (int64_t p : db.positions) kv_read += c.kv_cache_bytes(p + 1, 2);
+            for (int64_t p : db.positions) kv_read += c.kv_cache_bytes(p + 1, kv_elem_bytes);
           }
           for (auto& p : db.positions) ++p;
         }
@@ -223,6 +232,10 @@ void run_bench(const BenchFlags& f) {
     j["device"] = props.name;
     j["copy_bandwidth_gbs"] = copy_gbs;
     j["weight_dtype"] = dtype_name(weight_dtype);
+    j["kv_dtype"] = dtype_name(kv_dtype);
+    j["cuda_graphs"] = mo.cuda_graphs;
+    j["decode_steps_from_graphs"] = model->decode_stats().replays;
+    j["decode_steps_eager"] = model->decode_stats().eager_steps;
     j["random_weights"] = f.random_weights;
     j["weight_bytes_per_step"] = weight_read;
     j["steps"] = f.steps;
@@ -244,10 +257,13 @@ void run_bench(const BenchFlags& f) {
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
-  std::printf("\nweights %s (%s), %lld timed decode steps after %lld warm-up; bound = (weights + KV bytes read per "
-              "step) / copy bandwidth\n",
-              format_gib(weight_read).c_str(), dtype_name(weight_dtype), static_cast<long long>(f.steps),
-              static_cast<long long>(extra));
+  std::printf("\nweights %s (%s), KV cache %s, %lld timed decode steps after %lld warm-up; bound = (weights + KV "
+              "bytes read per step) / copy bandwidth\n",
+              format_gib(weight_read).c_str(), dtype_name(weight_dtype), dtype_name(kv_dtype),
+              static_cast<long long>(f.steps), static_cast<long long>(extra));
+  std::printf("CUDA graphs %s: %lld decode steps replayed from graphs, %lld launched op by op (warm-up included)\n",
+              mo.cuda_graphs ? "on" : "off", static_cast<long long>(model->decode_stats().replays),
+              static_cast<long long>(model->decode_stats().eager_steps));
   std::printf("batch > 1: one sequence is prefilled and its KV copied into the other slots (device copies)\n\n");
   std::printf("| context | batch | prefill ms | prefill tok/s | decode step ms (median) | decode tok/s | device "
               "memory used | bound ms | of bound |\n");
@@ -274,10 +290,14 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--context", f->contexts, "Comma-separated contexts, e.g. 32k,122k (default 32k)");
   cmd->add_option("--batch", f->batches, "Comma-separated batch sizes, or auto: as many as fit (default 1)");
   cmd->add_option("--weight-dtype", f->weight_dtype, "bf16 or f32 (default bf16)");
+  cmd->add_option("--kv-dtype", f->kv_dtype, kKvDtypeHelp);
   cmd->add_flag("--random-weights", f->random_weights, "Generate the weights on the device (no safetensors needed)");
   cmd->add_option("--seed", f->seed, "Seed of the random weights (default 1)");
   cmd->add_option("--steps", f->steps, "Timed decode steps (default 20)");
   cmd->add_option("--prefill-chunk", f->prefill_chunk, "Tokens per prefill chunk (default 512)");
+  cmd->add_option("--cuda-graphs", f->cuda_graphs,
+                  "on (default): decode steps of up to 8 sequences with bf16 weights replay CUDA graphs; off: every "
+                  "kernel launched op by op (to measure what the graphs save)");
   cmd->add_flag("--json", f->json, "Print one JSON object instead of the table");
   cmd->callback([f] { run_bench(*f); });
 }

@@ -47,6 +47,7 @@ struct EvalFlags {
   bool json = false;
   int64_t context_limit = 0;
   std::string device = "cpu";
+  std::string kv_dtype;  // empty: the device's; eval runs on the CPU, whose cache is f32
   bool list_tasks = false;
 };
 
@@ -182,10 +183,12 @@ void run_eval(const EvalFlags& f) {
     return;
   }
   // Validate every flag before loading anything.
-  if (parse_device_flag(f.device).kind == DeviceKind::kCuda)
+  const DeviceId device = parse_device_flag(f.device);
+  if (device.kind == DeviceKind::kCuda)
     throw Error(ErrorCode::kUnsupported, "--device " + f.device +
                                              ": eval runs on the CPU backend only for now (the GPU runs generate and "
                                              "bench); use --device cpu");
+  parse_kv_dtype_flag(f.kv_dtype, device);  // f32 (the CPU's cache); bf16 is CUDA-only
   const bool sweep = f.sweep_depth != 0;
   if (sweep && (f.sweep_depth < 2 || f.sweep_depth > 101))
     throw Error(ErrorCode::kInvalidArgument,
@@ -375,6 +378,7 @@ void add_eval_command(CLI::App& app) {
                   "Allow contexts up to this many tokens (default: the model's max_position_embeddings; raising it "
                   "makes RoPE extrapolate)");
   cmd->add_option("--device", f->device, "cpu or cuda (default cpu)");
+  cmd->add_option("--kv-dtype", f->kv_dtype, kKvDtypeHelp);
   cmd->add_flag("--list-tasks", f->list_tasks, "List the tasks, their budgets and metrics, and exit");
   cmd->callback([f] { run_eval(*f); });
 }

@@ -44,6 +44,7 @@ struct GenerateFlags {
   bool json = false;
   std::string device = "cpu";
   std::string weight_dtype = "bf16";
+  std::string kv_dtype;  // empty: the device's (bf16 on CUDA, f32 on the CPU)
 };
 
 constexpr int64_t kDefaultMaxTokens = 256;
@@ -107,6 +108,7 @@ void run_generate(const GenerateFlags& f) {
   // Validate every flag before loading anything.
   const DeviceId device = parse_device_flag(f.device);
   const DType weight_dtype = parse_weight_dtype_flag(f.weight_dtype);
+  const DType kv_dtype = parse_kv_dtype_flag(f.kv_dtype, device);
   const auto dir = resolve_model_dir(f.model);
   SamplingParams sampling{f.temperature, f.top_k, f.top_p, f.seed};
   validate_sampling_params(sampling);
@@ -173,6 +175,7 @@ void run_generate(const GenerateFlags& f) {
   ModelOptions model_options;
   model_options.device = device;
   model_options.weight_dtype = weight_dtype;
+  model_options.kv_dtype = kv_dtype;
   AttentionOptions cache_options = attention;
   if (device.kind == DeviceKind::kCuda) {
     // One sequence of prompt + max_tokens tokens: checked against free device memory before any allocation.
@@ -180,12 +183,14 @@ void run_generate(const GenerateFlags& f) {
     req.context = n_prompt + max_tokens;
     req.batch = 1;
     req.weight_dtype = weight_dtype;
+    req.kv_dtype = kv_dtype;
     req.prefill_chunk = model_options.prefill_chunk_tokens;
     req.memory_bytes = device_memory_info(device.index).free_bytes;
     require_fits(plan_memory(c, req));
     cache_options.device = device;
     cache_options.max_sequences = 1;
     cache_options.max_tokens = n_prompt + max_tokens - 1;
+    cache_options.kv_dtype = kv_dtype;
   }
   LlamaModel model(loaded, model_options);
   const std::unique_ptr<KvCache> cache = make_model_kv_cache(c, cache_options);
@@ -300,6 +305,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--device", f->device, "cpu, cuda or cuda:N (default cpu); CUDA runs full attention only");
   cmd->add_option("--weight-dtype", f->weight_dtype,
                   "CUDA: bf16 (tensor cores) or f32 (the CPU's numbers) for the matrices (default bf16)");
+  cmd->add_option("--kv-dtype", f->kv_dtype, kKvDtypeHelp);
   cmd->callback([f] { run_generate(*f); });
 }
 

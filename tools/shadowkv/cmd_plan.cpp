@@ -1,5 +1,6 @@
-// shadowkv plan: the device memory a model needs at a context (weights, bf16 KV cache, workspaces) and the
-// largest batch that fits. Works without a GPU given --memory-gib.
+// shadowkv plan: the device memory a model needs at a context (weights, KV cache in bf16 or f32, workspaces) and
+// the largest batch that fits. Works without a GPU given --memory-gib (it always plans the CUDA backend, so
+// --kv-dtype bf16 is fine with --device cpu).
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -22,6 +23,7 @@ struct PlanFlags {
   std::string batch = "auto";
   std::string device = "cpu";
   std::string weight_dtype = "bf16";
+  std::string kv_dtype = "bf16";
   double memory_gib = 0;
   int64_t prefill_chunk = 512;
   bool json = false;
@@ -32,6 +34,7 @@ void run_plan(const PlanFlags& f) {
   const int64_t context = parse_token_count("--context", f.context);
   const int64_t batch = f.batch == "auto" ? 0 : parse_token_count("--batch", f.batch);
   const DType weight_dtype = parse_weight_dtype_flag(f.weight_dtype);
+  const DType kv_dtype = parse_kv_dtype_flag(f.kv_dtype);
   if (f.memory_gib < 0 || f.memory_gib > 1e6)
     throw Error(ErrorCode::kInvalidArgument, "--memory-gib must be positive, got " + std::to_string(f.memory_gib));
   if (f.prefill_chunk < 1 || f.prefill_chunk > 65536)
@@ -46,6 +49,7 @@ void run_plan(const PlanFlags& f) {
   req.context = context;
   req.batch = batch;
   req.weight_dtype = weight_dtype;
+  req.kv_dtype = kv_dtype;
   req.prefill_chunk = f.prefill_chunk;
   std::string source = "--memory-gib";
   if (f.memory_gib > 0) {
@@ -59,6 +63,7 @@ void run_plan(const PlanFlags& f) {
     nlohmann::json j{{"context", p.context},
                      {"batch", p.batch},
                      {"weight_dtype", dtype_name(weight_dtype)},
+                     {"kv_dtype", dtype_name(kv_dtype)},
                      {"weight_bytes", p.weight_bytes},
                      {"kv_bytes_per_sequence", p.kv_bytes_per_sequence},
                      {"kv_bytes", p.kv_bytes},
@@ -76,7 +81,8 @@ void run_plan(const PlanFlags& f) {
   std::printf("context:         %lld tokens per sequence\n", static_cast<long long>(p.context));
   std::printf("weights:         %s (%.2f GB, matrices %s, norms f32)\n", format_gib(p.weight_bytes).c_str(),
               static_cast<double>(p.weight_bytes) / 1e9, dtype_name(weight_dtype));
-  std::printf("KV cache:        %s per sequence (bf16)\n", format_gib(p.kv_bytes_per_sequence).c_str());
+  std::printf("KV cache:        %s per sequence (%s)\n", format_gib(p.kv_bytes_per_sequence).c_str(),
+              dtype_name(kv_dtype));
   std::printf("batch:           %lld%s -> KV %s, workspace %s\n", static_cast<long long>(p.batch),
               batch == 0 ? " (auto: as many as fit)" : "", format_gib(p.kv_bytes).c_str(),
               format_gib(p.workspace_bytes).c_str());
@@ -99,6 +105,8 @@ void add_plan_command(CLI::App& app) {
   cmd->add_option("--device", f->device, "cuda: use the free memory of the GPU (default cpu: needs --memory-gib)");
   cmd->add_option("--memory-gib", f->memory_gib, "Device memory to plan for, in GiB (e.g. 80)");
   cmd->add_option("--weight-dtype", f->weight_dtype, "bf16 or f32 (default bf16)");
+  cmd->add_option("--kv-dtype", f->kv_dtype,
+                  "KV cache dtype of the CUDA backend planned for: bf16 (default) or f32 (4 bytes per element)");
   cmd->add_option("--prefill-chunk", f->prefill_chunk, "Tokens per prefill chunk (default 512)");
   cmd->add_flag("--json", f->json, "Print JSON");
   cmd->callback([f] { run_plan(*f); });

@@ -1,4 +1,4 @@
-// --device and --weight-dtype.
+// --device, --weight-dtype and --kv-dtype.
 #include "device_flags.h"
 
 #include "backend/device.h"
@@ -35,6 +35,26 @@ DType parse_weight_dtype_flag(const std::string& value) {
   if (value == "bf16") return DType::kBF16;
   if (value == "f32") return DType::kF32;
   throw Error(ErrorCode::kInvalidArgument, "--weight-dtype must be bf16 or f32, got '" + value + "'");
+}
+
+const char* const kKvDtypeHelp =
+    "KV cache dtype, CUDA only: bf16 (default: half the memory, tensor-core attention at head_dim 64/128) or f32 "
+    "(exact: with --weight-dtype f32 the CPU's numbers and tokens); the CPU's cache is always f32";
+
+DType parse_kv_dtype_flag(const std::string& value) {
+  if (value.empty() || value == "bf16") return DType::kBF16;
+  if (value == "f32") return DType::kF32;
+  throw Error(ErrorCode::kInvalidArgument, "--kv-dtype must be bf16 or f32, got '" + value + "'");
+}
+
+DType parse_kv_dtype_flag(const std::string& value, DeviceId device) {
+  const bool cuda = device.kind == DeviceKind::kCuda;
+  if (value.empty()) return cuda ? DType::kBF16 : DType::kF32;
+  const DType dtype = parse_kv_dtype_flag(value);
+  if (!cuda && dtype == DType::kBF16)
+    throw Error(ErrorCode::kInvalidArgument, "--kv-dtype bf16: a bf16 KV cache is CUDA-only (the CPU backend keeps "
+                                             "K/V in f32); use --device cuda, or --kv-dtype f32 on the CPU");
+  return dtype;
 }
 
 std::string device_name(DeviceId d) {

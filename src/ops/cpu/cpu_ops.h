@@ -11,6 +11,7 @@ void rms_norm(const RmsNormArgs& args);
 void linear(const LinearArgs& args);
 void rope(const RopeArgs& args);
 void swiglu(const SwigluArgs& args);
+void split_qkv_rope(const SplitQkvRopeArgs& args);
 void add(const AddArgs& args);
 void attention_prefill(const AttentionPrefillArgs& args);
 void attention_decode(const AttentionDecodeArgs& args);

@@ -1,4 +1,5 @@
-// linear: out = x * w^T + bias through OpenBLAS (sgemv for one row: decode is a matrix-vector product).
+// linear: out = x * w^T + bias (accumulate: out += ...) through OpenBLAS (sgemv for one row: decode is a
+// matrix-vector product).
 #include <cblas.h>
 
 #include "ops/cpu/cpu_ops.h"
@@ -10,12 +11,13 @@ void linear(const LinearArgs& a) {
   const float* x = a.x.ptr<const float>();
   const float* w = a.w.ptr<const float>();
   float* out = a.out.ptr<float>();
+  const float beta = a.accumulate ? 1.0f : 0.0f;
   if (n == 1) {
     cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(out_features), static_cast<int>(in), 1.0f, w,
-                static_cast<int>(in), x, 1, 0.0f, out, 1);
+                static_cast<int>(in), x, 1, beta, out, 1);
   } else {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(out_features),
-                static_cast<int>(in), 1.0f, x, static_cast<int>(in), w, static_cast<int>(in), 0.0f, out,
+                static_cast<int>(in), 1.0f, x, static_cast<int>(in), w, static_cast<int>(in), beta, out,
                 static_cast<int>(out_features));
   }
   if (!a.bias.empty()) {

@@ -9,13 +9,16 @@
 // Kernel 2 (combine), one CTA per (query head, sequence): the log-sum-exp-weighted mean of the splits.
 //
 // The splits are sized from max_length so that the grid fills the GPU about twice at batch 1 (8 KV heads at
-// 32K: 64 splits of 512 keys); CTAs whose split starts past their sequence's length exit at once.
+// 32K: 64 splits of 512 keys; decode_splits.h, shared with the generic kernel); CTAs whose split starts past
+// their sequence's length exit at once. Only bf16 K/V at head_dim 64 or 128 run here: the entry points hand
+// anything else to the generic kernels (attention_generic.cu).
 #include <algorithm>
 #include <cmath>
 #include <utility>
 
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/decode_splits.h"
 
 namespace skv::cuda {
 namespace {
@@ -24,7 +27,7 @@ constexpr int kBlockN = 64;
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr int kStages = 3;
-constexpr int kMaxHeadsPerCta = 16;
+static_assert(kDecodeSplitQuantum % kBlockN == 0, "splits must be whole tiles");
 
 struct DecodeParams {
   const float* q;
@@ -265,27 +268,6 @@ __global__ void __launch_bounds__(D) decode_combine_kernel(const DecodeParams p)
   out[d] = W > 0.0f ? acc / W : __int_as_float(0x7fc00000);
 }
 
-struct SplitPlan {
-  int n_splits = 1, split_len = kBlockN;
-};
-
-SplitPlan plan_splits(int64_t n_seqs, int64_t n_kv_heads, int64_t head_units, int64_t max_length, int device) {
-  const int64_t sms = device_properties(device).multiprocessors;
-  const int64_t units = std::max<int64_t>(1, n_seqs * n_kv_heads * head_units);
-  const int64_t target_ctas = sms * 2 /* CTAs per SM */ * 2 /* waves */;
-  const int64_t max_len = std::max<int64_t>(1, max_length);
-  const int64_t max_splits = (max_len + kBlockN - 1) / kBlockN;
-  const int64_t want = std::clamp<int64_t>((target_ctas + units - 1) / units, 1, max_splits);
-  int64_t split_len = (max_len + want - 1) / want;
-  split_len = (split_len + kBlockN - 1) / kBlockN * kBlockN;
-  SplitPlan plan;
-  plan.split_len = static_cast<int>(split_len);
-  plan.n_splits = static_cast<int>((max_len + split_len - 1) / split_len);
-  return plan;
-}
-
-int64_t heads_per_cta(int64_t group) { return std::min<int64_t>(group, kMaxHeadsPerCta); }
-
 void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const int32_t* slots,
                 const int32_t* lengths, float* out, float* workspace, int64_t workspace_floats, int64_t n_seqs,
                 int64_t n_q_heads, int64_t n_kv_heads, int64_t head_dim, int64_t n_slots, int64_t capacity,
@@ -301,16 +283,16 @@ void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, 
   p.n_q_heads = static_cast<int>(n_q_heads);
   p.n_kv_heads = static_cast<int>(n_kv_heads);
   p.group = static_cast<int>(n_q_heads / n_kv_heads);
-  p.hpc = static_cast<int>(heads_per_cta(p.group));
-  p.head_units = (p.group + p.hpc - 1) / p.hpc;
+  const DecodeSplitPlan plan = plan_decode_splits(n_seqs, n_q_heads, n_kv_heads, max_length, device);
+  p.hpc = plan.heads_per_cta;
+  p.head_units = plan.head_units;
   p.n_slots = static_cast<int>(n_slots);
   p.capacity = capacity;
   p.fixed_len = static_cast<int>(fixed_len);
-  const SplitPlan plan = plan_splits(n_seqs, n_kv_heads, p.head_units, max_length, device);
   p.n_splits = plan.n_splits;
   p.split_len = plan.split_len;
   p.scale_log2 = (scale != 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(head_dim))) * 1.4426950408889634f;
-  const int64_t need = n_seqs * n_q_heads * p.n_splits * (head_dim + 1);
+  const int64_t need = decode_partials_floats(n_seqs, n_q_heads, head_dim, plan);
   if (workspace == nullptr) {
     workspace = static_cast<float*>(scratch(ScratchSlot::kAttentionPartials, static_cast<size_t>(need) * sizeof(float), device));
   } else {
@@ -343,13 +325,14 @@ void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, 
 
 int64_t attention_decode_batch_workspace_floats(int64_t n_seqs, int64_t n_q_heads, int64_t n_kv_heads,
                                                 int64_t head_dim, int64_t max_length, int device) {
+  // The same plan and partials layout for the tensor-core and the generic kernels (decode_splits.h).
   if (n_kv_heads <= 0) return 0;
-  const int64_t group = n_q_heads / n_kv_heads, hpc = heads_per_cta(group);
-  const SplitPlan plan = plan_splits(n_seqs, n_kv_heads, (group + hpc - 1) / hpc, max_length, device);
-  return n_seqs * n_q_heads * plan.n_splits * (head_dim + 1);
+  return decode_partials_floats(n_seqs, n_q_heads, head_dim,
+                                plan_decode_splits(n_seqs, n_q_heads, n_kv_heads, max_length, device));
 }
 
 void attention_decode_batch(const AttentionDecodeBatchArgs& a) {
+  if (!tensor_core_attention(a.k_cache.dtype, a.q.dim(2))) return attention_decode_batch_generic(a);
   for (auto [name, t] : {std::pair{"q", &a.q}, {"k_cache", &a.k_cache}, {"v_cache", &a.v_cache}, {"out", &a.out},
                          {"workspace", &a.workspace}})
     require_aligned("attention_decode_batch", name, *t, 16);
@@ -363,6 +346,7 @@ void attention_decode_batch(const AttentionDecodeBatchArgs& a) {
 }
 
 void attention_decode(const AttentionDecodeArgs& a) {
+  if (!tensor_core_attention(a.k.dtype, a.q.dim(1))) return attention_decode_generic(a);
   for (auto [name, t] : {std::pair{"q", &a.q}, {"k", &a.k}, {"v", &a.v}, {"out", &a.out}})
     require_aligned("attention_decode", name, *t, 16);
   OpContext ctx(a.out);

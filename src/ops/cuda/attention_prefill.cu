@@ -9,6 +9,8 @@
 // rounded to bf16 straight from the S registers. K/V tiles are double-buffered with cp.async (rows past kv_len
 // are zero-filled); Q is converted to bf16 on load (f32 or bf16 input). Shared-memory rows are padded by 16
 // bytes, so ldmatrix is free of bank conflicts. CTAs are issued heaviest first (the last query tiles).
+// Only bf16 K/V at head_dim 64 or 128 run here: attention_prefill hands anything else to the generic kernel
+// (attention_generic.cu).
 #include <algorithm>
 #include <cmath>
 #include <utility>
@@ -278,6 +280,9 @@ void launch_prefill_variant(const PrefillParams& p, unsigned blocks, int variant
 
 void attention_prefill_with_variant(const AttentionPrefillArgs& a, int variant) {
   const int64_t n_q = a.q.dim(0), n_q_heads = a.q.dim(1), head_dim = a.q.dim(2);
+  if (!tensor_core_attention(a.k.dtype, head_dim))
+    throw Error(ErrorCode::kInvalidArgument, "attention_prefill_with_variant: the tensor-core kernel takes bf16 K/V "
+                                             "at head_dim 64 or 128, got " + a.k.describe());
   const int64_t kv_len = a.k.dim(0), n_kv_heads = a.k.dim(1);
   if (n_q == 0 || n_q_heads == 0) return;
   SKV_ASSERT_MSG(kv_len <= INT32_MAX / 2 && n_q_heads * head_dim <= INT32_MAX, "attention_prefill: sizes");
@@ -319,6 +324,10 @@ void attention_prefill_with_variant(const AttentionPrefillArgs& a, int variant) 
 // prefill at 41% of dense bf16 against 33% for variant 1 (bench/results/2026-11-26-h200-ops.md). head_dim 64:
 // variant 3, 8 warps x 16 rows capped at 128 registers (no spills), 2 CTAs/SM. bench_attention_prefill times
 // every variant; test_ops_cuda checks every variant against the CPU and float64.
-void attention_prefill(const AttentionPrefillArgs& a) { attention_prefill_with_variant(a, a.q.dim(2) == 64 ? 3 : 2); }
+// Anything else (f32 K/V, other head_dims): the generic kernel.
+void attention_prefill(const AttentionPrefillArgs& a) {
+  if (!tensor_core_attention(a.k.dtype, a.q.dim(2))) return attention_prefill_generic(a);
+  attention_prefill_with_variant(a, a.q.dim(2) == 64 ? 3 : 2);
+}
 
 }  // namespace skv::cuda

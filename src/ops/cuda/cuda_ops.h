@@ -15,6 +15,7 @@ void rms_norm(const RmsNormArgs& args);
 void linear(const LinearArgs& args);
 void rope(const RopeArgs& args);
 void swiglu(const SwigluArgs& args);
+void split_qkv_rope(const SplitQkvRopeArgs& args);
 void add(const AddArgs& args);
 void attention_prefill(const AttentionPrefillArgs& args);
 void attention_decode(const AttentionDecodeArgs& args);
@@ -32,5 +33,18 @@ void linear_with_path(const LinearArgs& args, int path);
 // default at head_dim 128), 2 = 4 warps x 32 query rows, 3 = as 1 with registers capped for 2 CTAs per SM (the
 // default at head_dim 64).
 void attention_prefill_with_variant(const AttentionPrefillArgs& args, int variant);
+
+// The attention kernels: the tensor-core ones (attention_prefill.cu, attention_decode.cu) take bf16 K/V at
+// head_dim 64 or 128; the generic SIMT ones (attention_generic.cu) take f32 or bf16 K/V at any head_dim up to
+// kGenericMaxHeadDim, with f32 products. attention_prefill / attention_decode(_batch) above pick by this test.
+constexpr int64_t kGenericMaxHeadDim = 256;
+inline bool tensor_core_attention(DType kv_dtype, int64_t head_dim) {
+  return kv_dtype == DType::kBF16 && (head_dim == 64 || head_dim == 128);
+}
+// The generic kernels themselves, whatever the dtype and head_dim (tests and benchmarks compare them with the
+// tensor-core kernels at bf16 K/V and head_dim 64/128). Same arguments and semantics as the ops.
+void attention_prefill_generic(const AttentionPrefillArgs& args);
+void attention_decode_batch_generic(const AttentionDecodeBatchArgs& args);
+void attention_decode_generic(const AttentionDecodeArgs& args);
 
 }  // namespace skv::cuda

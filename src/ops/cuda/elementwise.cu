@@ -1,4 +1,4 @@
-// embedding, rms_norm, rope, swiglu, add: memory-bound kernels, 16-byte accesses where the sizes allow.
+// embedding, rms_norm, rope, split_qkv_rope, swiglu, add: memory-bound kernels, 16-byte accesses where the sizes allow.
 #include <cmath>
 #include <type_traits>
 
@@ -82,6 +82,41 @@ __global__ void rope_kernel(float* __restrict__ x, const int64_t* __restrict__ p
   }
 }
 
+// ---- split_qkv_rope: one thread per (token, i < half), as rope_kernel; the thread moves elements i and
+// i + half of every head: q and k rotated (k also copied unrotated to k_pre when given), v copied.
+
+__global__ void split_qkv_rope_kernel(const float* __restrict__ qkv, const int64_t* __restrict__ positions,
+                                      const float* __restrict__ inv_freq, double position_scale,
+                                      float* __restrict__ q, float* __restrict__ k, float* __restrict__ v,
+                                      float* __restrict__ k_pre, int64_t n_tokens, int n_q_heads, int n_kv_heads,
+                                      int64_t head_dim) {
+  const int64_t half = head_dim / 2;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= n_tokens * half) return;
+  const int64_t t = idx / half, i = idx % half;
+  const double angle = static_cast<double>(positions[t]) * position_scale * static_cast<double>(inv_freq[i]);
+  double sd, cd;
+  sincos(angle, &sd, &cd);
+  const float c = static_cast<float>(cd), s = static_cast<float>(sd);
+  const float* src = qkv + t * (n_q_heads + 2 * n_kv_heads) * head_dim;
+  for (int h = 0; h < n_q_heads + n_kv_heads; ++h) {
+    const float x0 = src[h * head_dim + i], x1 = src[h * head_dim + i + half];
+    float* dst = h < n_q_heads ? q + (t * n_q_heads + h) * head_dim : k + (t * n_kv_heads + h - n_q_heads) * head_dim;
+    dst[i] = x0 * c - x1 * s;
+    dst[i + half] = x1 * c + x0 * s;
+    if (h >= n_q_heads && k_pre != nullptr) {
+      float* pre = k_pre + (t * n_kv_heads + h - n_q_heads) * head_dim;
+      pre[i] = x0;
+      pre[i + half] = x1;
+    }
+  }
+  const float* vs = src + (n_q_heads + n_kv_heads) * head_dim;
+  for (int h = 0; h < n_kv_heads; ++h) {
+    v[(t * n_kv_heads + h) * head_dim + i] = vs[h * head_dim + i];
+    v[(t * n_kv_heads + h) * head_dim + i + half] = vs[h * head_dim + i + half];
+  }
+}
+
 // ---- swiglu, add: grid-stride, float4 when every pointer is 16-byte aligned and n % 4 == 0.
 
 __device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
@@ -98,6 +133,25 @@ __global__ void swiglu_kernel(const float* g, const float* u, float* out, int64_
   } else {
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
       out[i] = silu_mul(g[i], u[i]);
+  }
+}
+
+// Packed [gate | up] rows of 2 * hidden floats; kVec4 when hidden % 4 == 0 and the pointers are aligned.
+template <bool kVec4>
+__global__ void swiglu_packed_kernel(const float* gu, float* out, int64_t rows, int64_t hidden) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  constexpr int kW = kVec4 ? 4 : 1;
+  const int64_t per_row = hidden / kW;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < rows * per_row; i += stride) {
+    const int64_t r = i / per_row, j = (i % per_row) * kW;
+    const float* g = gu + r * 2 * hidden + j;
+    if constexpr (kVec4) {
+      const float4 a = *reinterpret_cast<const float4*>(g), b = *reinterpret_cast<const float4*>(g + hidden);
+      *reinterpret_cast<float4*>(out + r * hidden + j) =
+          make_float4(silu_mul(a.x, b.x), silu_mul(a.y, b.y), silu_mul(a.z, b.z), silu_mul(a.w, b.w));
+    } else {
+      out[r * hidden + j] = silu_mul(g[0], g[hidden]);
+    }
   }
 }
 
@@ -181,7 +235,33 @@ void rope(const RopeArgs& a) {
   SKV_CUDA_CHECK_LAUNCH();
 }
 
+void split_qkv_rope(const SplitQkvRopeArgs& a) {
+  const int64_t n = a.q.dim(0), head_dim = a.q.dim(2);
+  const int64_t work = n * (head_dim / 2);
+  if (work == 0) return;
+  OpContext ctx(a.q);
+  split_qkv_rope_kernel<<<blocks_for(work, kThreads, INT32_MAX), kThreads, 0, ctx.stream>>>(
+      a.qkv.ptr<const float>(), a.positions.ptr<const int64_t>(), a.inv_freq.ptr<const float>(), a.position_scale,
+      a.q.ptr<float>(), a.k.ptr<float>(), a.v.ptr<float>(), a.k_pre.empty() ? nullptr : a.k_pre.ptr<float>(), n,
+      static_cast<int>(a.q.dim(1)), static_cast<int>(a.k.dim(1)), head_dim);
+  SKV_CUDA_CHECK_LAUNCH();
+}
+
 void swiglu(const SwigluArgs& a) {
+  if (a.up.empty()) {  // packed [gate | up]
+    const int64_t rows = a.out.dim(0), hidden = a.out.dim(1);
+    if (rows * hidden == 0) return;
+    OpContext ctx(a.out);
+    const bool vec4 = hidden % 4 == 0 && aligned16(a.gate.data) && aligned16(a.out.data);
+    if (vec4)
+      swiglu_packed_kernel<true><<<elementwise_blocks(rows * hidden / 4), kThreads, 0, ctx.stream>>>(
+          a.gate.ptr<const float>(), a.out.ptr<float>(), rows, hidden);
+    else
+      swiglu_packed_kernel<false><<<elementwise_blocks(rows * hidden), kThreads, 0, ctx.stream>>>(
+          a.gate.ptr<const float>(), a.out.ptr<float>(), rows, hidden);
+    SKV_CUDA_CHECK_LAUNCH();
+    return;
+  }
   const int64_t n = a.gate.numel();
   if (n == 0) return;
   OpContext ctx(a.out);

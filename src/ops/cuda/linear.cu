@@ -1,10 +1,12 @@
-// linear: out[n, out] f32 = x[n, in] f32 . w[out, in]^T (+ bias).
+// linear: out[n, out] f32 = x[n, in] f32 . w[out, in]^T (+ bias), or out += ... (accumulate: the residual add).
 //
-// bf16 w: x is first rounded to bf16 into the backend's scratch (ScratchSlot::kLinearInput, grow-only; the
-// planner pre-sizes it with reserve_scratch to max_tokens * max_in_features * 2 bytes), then
-//  - n <= 8 (decode) with in % 8 == 0: a bandwidth-bound kernel: each warp streams ROWS rows of w with 16-byte
-//    loads (evict-first), the x rows come from L1/L2, f32 accumulation, warp-shuffle reduction, bias fused;
-//  - otherwise cublasGemmEx (bf16 A/B, f32 C, CUBLAS_COMPUTE_32F) and a bias kernel.
+// bf16 w: x is rounded to bf16 (the products are bf16 x bf16 with f32 accumulation on every path), then
+//  - n <= 8 (decode) with in % 8 == 0: a bandwidth-bound kernel reading x in f32 and rounding it in registers
+//    (one launch, no scratch): each warp streams ROWS rows of w with 16-byte loads (evict-first), the x rows come
+//    from L1/L2, f32 accumulation, warp-shuffle reduction, bias and accumulate fused;
+//  - otherwise x is rounded into the backend's scratch (ScratchSlot::kLinearInput, grow-only; the planner
+//    pre-sizes it with reserve_scratch to max_tokens * max_in_features * 2 bytes), then cublasGemmEx (bf16 A/B,
+//    f32 C, CUBLAS_COMPUTE_32F, beta 1 to accumulate) and a bias kernel.
 // f32 w: cublasGemmEx in f32 (no TF32) on x directly.
 #include <cublas_v2.h>
 
@@ -86,13 +88,17 @@ __device__ __forceinline__ uint4 load_stream16(const void* p) {
 
 constexpr int kGemvWarps = 4;
 
-// x [N, in] bf16, w [out, in] bf16 (in % 8 == 0), out [N, out] f32. Warp = ROWS consecutive output rows; each
-// lane takes 8 consecutive inputs per step of 256; the next step's weights are loaded before this step's math.
+__device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
+
+// x [N, in] f32 (rounded to bf16 as it is read), w [out, in] bf16 (in % 8 == 0), out [N, out] f32 (+= when
+// accumulate). Warp = ROWS consecutive output rows; each lane takes 8 consecutive inputs per step of 256; the
+// next step's weights are loaded before this step's math.
 template <int N, int ROWS>
-__global__ __launch_bounds__(kGemvWarps * 32) void gemv_small_n_kernel(const __nv_bfloat16* __restrict__ x,
+__global__ __launch_bounds__(kGemvWarps * 32) void gemv_small_n_kernel(const float* __restrict__ x,
                                                                       const __nv_bfloat16* __restrict__ w,
                                                                       const float* __restrict__ bias,
-                                                                      float* __restrict__ out, int in, int out_f) {
+                                                                      float* __restrict__ out, int in, int out_f,
+                                                                      bool accumulate) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int row0 = (blockIdx.x * kGemvWarps + warp) * ROWS;
   if (row0 >= out_f) return;
@@ -116,8 +122,10 @@ __global__ __launch_bounds__(kGemvWarps * 32) void gemv_small_n_kernel(const __n
     float xf[N][8];
 #pragma unroll
     for (int t = 0; t < N; ++t) {
-      const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(t) * in + k));
-      bf16x8_to_f32(xv, xf[t]);
+      const float4* xp = reinterpret_cast<const float4*>(x + static_cast<int64_t>(t) * in + k);
+      const float4 a = __ldg(xp), b = __ldg(xp + 1);
+      xf[t][0] = round_bf16(a.x), xf[t][1] = round_bf16(a.y), xf[t][2] = round_bf16(a.z), xf[t][3] = round_bf16(a.w);
+      xf[t][4] = round_bf16(b.x), xf[t][5] = round_bf16(b.y), xf[t][6] = round_bf16(b.z), xf[t][7] = round_bf16(b.w);
     }
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
@@ -141,30 +149,33 @@ __global__ __launch_bounds__(kGemvWarps * 32) void gemv_small_n_kernel(const __n
       if (row0 + r >= out_f) break;
       const float b = bias != nullptr ? bias[row0 + r] : 0.0f;
 #pragma unroll
-      for (int t = 0; t < N; ++t) out[static_cast<int64_t>(t) * out_f + row0 + r] = acc[r][t] + b;
+      for (int t = 0; t < N; ++t) {
+        float* o = out + static_cast<int64_t>(t) * out_f + row0 + r;
+        *o = (accumulate ? *o : 0.0f) + acc[r][t] + b;
+      }
     }
   }
 }
 
 template <int N>
-void launch_gemv(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, float* out, int in, int out_f,
-                 cudaStream_t stream) {
+void launch_gemv(const float* x, const __nv_bfloat16* w, const float* bias, float* out, int in, int out_f,
+                 bool accumulate, cudaStream_t stream) {
   constexpr int kRows = N >= 4 ? 4 : 2;
   const unsigned blocks = static_cast<unsigned>((out_f + kGemvWarps * kRows - 1) / (kGemvWarps * kRows));
-  gemv_small_n_kernel<N, kRows><<<blocks, kGemvWarps * 32, 0, stream>>>(x, w, bias, out, in, out_f);
+  gemv_small_n_kernel<N, kRows><<<blocks, kGemvWarps * 32, 0, stream>>>(x, w, bias, out, in, out_f, accumulate);
 }
 
-void gemv_small_n(int n, const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, float* out, int in,
-                  int out_f, cudaStream_t stream) {
+void gemv_small_n(int n, const float* x, const __nv_bfloat16* w, const float* bias, float* out, int in, int out_f,
+                  bool accumulate, cudaStream_t stream) {
   switch (n) {
-    case 1: launch_gemv<1>(x, w, bias, out, in, out_f, stream); break;
-    case 2: launch_gemv<2>(x, w, bias, out, in, out_f, stream); break;
-    case 3: launch_gemv<3>(x, w, bias, out, in, out_f, stream); break;
-    case 4: launch_gemv<4>(x, w, bias, out, in, out_f, stream); break;
-    case 5: launch_gemv<5>(x, w, bias, out, in, out_f, stream); break;
-    case 6: launch_gemv<6>(x, w, bias, out, in, out_f, stream); break;
-    case 7: launch_gemv<7>(x, w, bias, out, in, out_f, stream); break;
-    case 8: launch_gemv<8>(x, w, bias, out, in, out_f, stream); break;
+    case 1: launch_gemv<1>(x, w, bias, out, in, out_f, accumulate, stream); break;
+    case 2: launch_gemv<2>(x, w, bias, out, in, out_f, accumulate, stream); break;
+    case 3: launch_gemv<3>(x, w, bias, out, in, out_f, accumulate, stream); break;
+    case 4: launch_gemv<4>(x, w, bias, out, in, out_f, accumulate, stream); break;
+    case 5: launch_gemv<5>(x, w, bias, out, in, out_f, accumulate, stream); break;
+    case 6: launch_gemv<6>(x, w, bias, out, in, out_f, accumulate, stream); break;
+    case 7: launch_gemv<7>(x, w, bias, out, in, out_f, accumulate, stream); break;
+    case 8: launch_gemv<8>(x, w, bias, out, in, out_f, accumulate, stream); break;
     default: SKV_ASSERT_MSG(false, "gemv_small_n: n must be 1..8");
   }
   SKV_CUDA_CHECK_LAUNCH();
@@ -180,8 +191,9 @@ void linear_with_path(const LinearArgs& a, int path) {
   const int device = a.out.device.index;
   float* out = a.out.ptr<float>();
   const float* bias = a.bias.empty() ? nullptr : a.bias.ptr<const float>();
-  if (in == 0) {  // an empty sum: out = bias (or 0)
-    SKV_CUDA_CHECK(cudaMemsetAsync(out, 0, static_cast<size_t>(n * out_f) * sizeof(float), ctx.stream));
+  if (in == 0) {  // an empty sum: out = bias (or 0), or out += bias
+    if (!a.accumulate)
+      SKV_CUDA_CHECK(cudaMemsetAsync(out, 0, static_cast<size_t>(n * out_f) * sizeof(float), ctx.stream));
     if (bias != nullptr) {
       add_bias_kernel<<<blocks_for(n * out_f, 256, 132LL * 16), 256, 0, ctx.stream>>>(out, bias, n, out_f);
       SKV_CUDA_CHECK_LAUNCH();
@@ -189,7 +201,7 @@ void linear_with_path(const LinearArgs& a, int path) {
     return;
   }
   cublasHandle_t handle = nullptr;
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = 1.0f, beta = a.accumulate ? 1.0f : 0.0f;
   if (a.w.dtype == DType::kF32) {
     handle = cublas_handle(device);
     SKV_CUBLAS_CHECK(cublasSetStream(handle, ctx.stream));
@@ -199,18 +211,18 @@ void linear_with_path(const LinearArgs& a, int path) {
                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   } else {
     SKV_ASSERT(a.w.dtype == DType::kBF16);
+    const bool small_ok = n <= 8 && in % 8 == 0 && aligned16(a.w.data) && aligned16(a.x.data);
+    const bool use_small = small_ok && (path == 0 || path == 2);
+    if (use_small) {
+      gemv_small_n(static_cast<int>(n), a.x.ptr<const float>(), a.w.ptr<const __nv_bfloat16>(), bias, out,
+                   static_cast<int>(in), static_cast<int>(out_f), a.accumulate, ctx.stream);
+      return;  // bias and accumulate fused
+    }
     auto* xb = static_cast<__nv_bfloat16*>(
         scratch(ScratchSlot::kLinearInput, static_cast<size_t>(n * in) * sizeof(__nv_bfloat16), device));
     cast_f32_to_bf16_kernel<<<blocks_for(n * in / 4 + 1, 256, 132LL * 8), 256, 0, ctx.stream>>>(
         a.x.ptr<const float>(), xb, n * in, (n * in) % 4 == 0 && aligned16(a.x.data));
     SKV_CUDA_CHECK_LAUNCH();
-    const bool small_ok = n <= 8 && in % 8 == 0 && aligned16(a.w.data);
-    const bool use_small = small_ok && (path == 0 || path == 2);
-    if (use_small) {
-      gemv_small_n(static_cast<int>(n), xb, a.w.ptr<const __nv_bfloat16>(), bias, out, static_cast<int>(in),
-                   static_cast<int>(out_f), ctx.stream);
-      return;  // bias fused
-    }
     handle = cublas_handle(device);
     SKV_CUBLAS_CHECK(cublasSetStream(handle, ctx.stream));
     SKV_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_f), static_cast<int>(n),
