@@ -2,10 +2,12 @@
 // bf16 KV cache, contexts 32K and 128K, batch 1 and 8. Bytes per step = every sequence's K and V read once
 // (+ q and out), compared with the streaming-read and copy bandwidth measured in the same run (target >= 85%).
 // Several caches are rotated so that each timed call reads memory not left in L2 by the previous one.
+// Then a sweep of the split plan's target CTA count (decode_splits.h) at batch 1 and 8, to choose its default.
 #include <cstdio>
 #include <vector>
 
 #include "bench/ops/bench_common.cuh"
+#include "ops/cuda/decode_splits.h"
 #include "ops/ops.h"
 
 using namespace skv;
@@ -16,8 +18,14 @@ int main() {
     const bench::Ceilings ceil = bench::measure_ceilings(false);
     const int64_t n_q_heads = 32, n_kv_heads = 8, head_dim = 128;
     const size_t l2 = device_properties(0).l2_cache_bytes;
+    const int64_t sms = device_properties(0).multiprocessors;
+    // target 0 = the default plan; then multiples of the SM count (1 = one CTA per SM in one wave).
+    for (int64_t target : {int64_t{0}, sms, 2 * sms, 3 * sms, 4 * sms, 6 * sms, 8 * sms})
     for (int64_t ctx : {32768, 131072}) {
       for (int64_t batch : {1, 8}) {
+        if (target != 0 && batch == 8 && ctx == 131072) continue;  // the sweep's point is small grids
+        cuda::decode_split_target_ctas_override() = target;
+        const cuda::DecodeSplitPlan plan = cuda::plan_decode_splits(batch, n_q_heads, n_kv_heads, ctx, 0);
         const size_t cache_bytes = static_cast<size_t>(batch * ctx * n_kv_heads * head_dim) * 2 * 2;
         // copies of the cache so that the bytes between two reads of one copy exceed 4x L2 (at most 8)
         int64_t copies = 1;
@@ -48,12 +56,17 @@ int main() {
         const double ms = bench::time_ms(step, 30, 4, 3);
         const double bytes = static_cast<double>(cache_bytes) + 2.0 * batch * n_q_heads * head_dim * 4;
         const double gbs = bytes / (ms * 1e6);
-        std::printf("decode attention ctx %6lld batch %lld: %.3f ms, %.0f GB/s = %.1f%% of streaming read, %.1f%% of copy\n",
-                    static_cast<long long>(ctx), static_cast<long long>(batch), ms, gbs, 100 * gbs / ceil.read_gbs,
-                    100 * gbs / ceil.copy_gbs);
-        bench::print_result("decode_ctx" + std::to_string(ctx) + "_b" + std::to_string(batch), gbs, "GB/s", ceil.read_gbs, "read");
+        std::printf("decode attention ctx %6lld batch %lld target %4lld CTAs (%d splits of %d keys, %lld CTAs): %.3f ms, "
+                    "%.0f GB/s = %.1f%% of streaming read, %.1f%% of copy\n",
+                    static_cast<long long>(ctx), static_cast<long long>(batch), static_cast<long long>(target),
+                    plan.n_splits, plan.split_len, static_cast<long long>(plan.n_splits * batch * n_kv_heads), ms, gbs,
+                    100 * gbs / ceil.read_gbs, 100 * gbs / ceil.copy_gbs);
+        bench::print_result("decode_ctx" + std::to_string(ctx) + "_b" + std::to_string(batch) + "_target" +
+                                std::to_string(target),
+                            gbs, "GB/s", ceil.read_gbs, "read");
       }
     }
+    cuda::decode_split_target_ctas_override() = 0;
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -100,6 +100,11 @@ TensorView first_present(std::initializer_list<Part> parts) {
   return {};
 }
 
+ModelOptions resolved(ModelOptions o) {
+  if (o.prefill_chunk_tokens == 0) o.prefill_chunk_tokens = default_prefill_chunk(o.device.kind);
+  return o;
+}
+
 void validate_options(const ModelOptions& o) {
   if (o.prefill_chunk_tokens < 1) throw Error(ErrorCode::kInvalidArgument, "prefill_chunk_tokens must be at least 1");
   if (o.device.kind == DeviceKind::kCuda) {
@@ -134,8 +139,10 @@ void require_weights_fit(const ModelConfig& c, const ModelOptions& o) {
 
 }  // namespace
 
+int64_t default_prefill_chunk(DeviceKind device) { return device == DeviceKind::kCuda ? 2048 : 512; }
+
 LlamaModel::LlamaModel(std::shared_ptr<const LoadedModel> model, ModelOptions options)
-    : model_(std::move(model)), options_(options), ws_(std::make_unique<Workspace>()) {
+    : model_(std::move(model)), options_(resolved(options)), ws_(std::make_unique<Workspace>()) {
   validate_options(options_);
   validate_model_for_device(model_->config, options_);
   if (on_cuda()) {
@@ -165,7 +172,7 @@ LlamaModel::LlamaModel(std::shared_ptr<const LoadedModel> model, ModelOptions op
 }
 
 LlamaModel::LlamaModel(std::shared_ptr<const LoadedModel> model, ModelOptions options, RandomTag, uint64_t seed)
-    : model_(std::move(model)), options_(options), ws_(std::make_unique<Workspace>()) {
+    : model_(std::move(model)), options_(resolved(options)), ws_(std::make_unique<Workspace>()) {
   validate_options(options_);
   require_weights_fit(model_->config, options_);
   random_weights(seed);

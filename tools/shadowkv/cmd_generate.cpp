@@ -184,7 +184,7 @@ void run_generate(const GenerateFlags& f) {
     req.batch = 1;
     req.weight_dtype = weight_dtype;
     req.kv_dtype = kv_dtype;
-    req.prefill_chunk = model_options.prefill_chunk_tokens;
+    req.prefill_chunk = default_prefill_chunk(device.kind);
     req.memory_bytes = device_memory_info(device.index).free_bytes;
     require_fits(plan_memory(c, req));
     cache_options.device = device;

@@ -4,9 +4,13 @@
 // attention_decode_batch_workspace_floats holds for either.
 //
 // A CTA serves up to kDecodeHeadsPerCta query heads of one KV head's GQA group (head_units CTAs per KV head when
-// the group is larger) and one split of the keys. The splits are sized from max_length so that the grid fills the
-// GPU about twice at batch 1 (8 KV heads at 32K: 64 splits of 512 keys); split lengths are multiples of
-// kDecodeSplitQuantum keys.
+// the group is larger) and one split of the keys; split lengths are multiples of kDecodeSplitQuantum keys. The
+// tensor-core kernel fits 2 CTAs per SM (its 3-stage pipeline's shared memory), so 2 x SMs CTAs are one wave.
+// Small grids (at most 1/8 of a wave of (sequence, KV head) units: batch <= 4 at 8 KV heads) get ONE wave of
+// long splits; larger ones about two waves, as before. Measured on an H200 (bench/results/
+// 2026-11-26-h200-decode-graphs.md, bench_attention_decode's sweep): batch 1, 32K, 8 KV heads: 32 splits of 1024
+// keys (256 CTAs) 64% of streaming read vs 49% with 64 splits of 512 (two waves); 128K: 84% vs 79%; batch 8:
+// two waves 87-88%, one wave 73-79%.
 #pragma once
 
 #include <algorithm>
@@ -26,6 +30,13 @@ struct DecodeSplitPlan {
   int split_len = kDecodeSplitQuantum;
 };
 
+// The CTAs a plan aims for, over the whole grid: 0 = the default (2 CTAs per SM x 2 waves). Benchmarks set it to
+// sweep the split sizes (bench_attention_decode); nothing else does.
+inline int64_t& decode_split_target_ctas_override() {
+  static int64_t ctas = 0;
+  return ctas;
+}
+
 inline DecodeSplitPlan plan_decode_splits(int64_t n_seqs, int64_t n_q_heads, int64_t n_kv_heads, int64_t max_length,
                                           int device) {
   DecodeSplitPlan plan;
@@ -34,10 +45,15 @@ inline DecodeSplitPlan plan_decode_splits(int64_t n_seqs, int64_t n_q_heads, int
   plan.head_units = static_cast<int>((group + plan.heads_per_cta - 1) / plan.heads_per_cta);
   const int64_t sms = device_properties(device).multiprocessors;
   const int64_t units = std::max<int64_t>(1, n_seqs * n_kv_heads * plan.head_units);
-  const int64_t target_ctas = sms * 2 /* CTAs per SM */ * 2 /* waves */;
+  const int64_t wave = sms * 2;  // CTAs resident at once
+  const int64_t override_ctas = decode_split_target_ctas_override();
+  const bool one_wave = override_ctas == 0 && units * 8 <= wave;
+  const int64_t target_ctas = override_ctas > 0 ? override_ctas : one_wave ? wave : 2 * wave;
   const int64_t max_len = std::max<int64_t>(1, max_length);
   const int64_t max_splits = (max_len + kDecodeSplitQuantum - 1) / kDecodeSplitQuantum;
-  const int64_t want = std::clamp<int64_t>((target_ctas + units - 1) / units, 1, max_splits);
+  // One wave: at most `wave` CTAs (floor); else at least the target (ceil).
+  const int64_t want =
+      std::clamp<int64_t>(one_wave ? target_ctas / units : (target_ctas + units - 1) / units, 1, max_splits);
   int64_t split_len = (max_len + want - 1) / want;
   split_len = (split_len + kDecodeSplitQuantum - 1) / kDecodeSplitQuantum * kDecodeSplitQuantum;
   plan.split_len = static_cast<int>(split_len);
