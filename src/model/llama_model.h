@@ -31,7 +31,7 @@ struct ModelOptions {
   DType kv_dtype = DType::kBF16;
   // CUDA only: replay decode steps from CUDA graphs where the step allows it (bf16 weights, at most 8 sequences,
   // a cache whose begin_decode_step says capturable): a step is captured the second time its shape is seen, then
-  // replayed with one launch instead of ~12 launches per layer.
+  // replayed with one launch for the whole step instead of 12 per layer.
   bool cuda_graphs = true;
 };
 
