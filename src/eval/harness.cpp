@@ -84,7 +84,11 @@ RunStats run_plan(const EvalPlan& plan, const EvalEnv& env, ResultsFile& results
   if (units.empty()) return stats;
 
   const ModelConfig& c = env.model->config;
-  LlamaModel model(env.model);
+  ModelOptions model_options;
+  model_options.device = env.device;
+  model_options.weight_dtype = env.weight_dtype;
+  model_options.kv_dtype = env.kv_dtype;
+  LlamaModel model(env.model, model_options);
   const KvCacheShape shape{c.n_layers, c.n_q_heads, c.n_kv_heads, c.head_dim, rope_inv_freq(c),
                            rope_position_scale(c)};
   int64_t done = 0, reported = -1;
@@ -110,6 +114,10 @@ RunStats run_plan(const EvalPlan& plan, const EvalEnv& env, ResultsFile& results
       AttentionOptions options;
       options.kind = m;
       options.shadow = env.shadow;
+      options.device = env.device;
+      options.kv_dtype = env.kv_dtype;
+      options.max_sequences = 1;
+      options.max_tokens = s.prompt_tokens() + s.max_new_tokens;
       std::unique_ptr<KvCache> cache = make_kv_cache(shape, options);
       const int64_t base = done;
       const Generated g = generate_greedy(model, *cache, s.tokens, s.max_new_tokens, env.stop_ids,

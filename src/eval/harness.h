@@ -34,6 +34,11 @@ struct EvalEnv {
   const SampleGenerator* generator = nullptr;
   std::vector<int32_t> stop_ids;             // EOS ids
   ShadowParams shadow;
+  // Where the model runs. CUDA: full attention only (a CudaFullKvCache per run, sized for the prompt and answer),
+  // weights and K/V in these dtypes.
+  DeviceId device{};
+  DType weight_dtype = DType::kBF16;
+  DType kv_dtype = DType::kBF16;
 };
 
 struct RunStats {

@@ -2,6 +2,7 @@
 #include "kv/cuda_full_kv_cache.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 
@@ -17,7 +18,10 @@ int64_t CudaFullKvCache::slab_bytes(int64_t n_layers, int64_t n_kv_heads, int64_
 CudaFullKvCache::CudaFullKvCache(int64_t n_layers, int64_t n_q_heads, int64_t n_kv_heads, int64_t head_dim,
                                  int64_t n_slots, int64_t capacity, int device, DType kv_dtype)
     : n_layers_(n_layers), n_q_heads_(n_q_heads), n_kv_heads_(n_kv_heads), head_dim_(head_dim), n_slots_(n_slots),
-      capacity_(capacity), device_(device), kv_dtype_(kv_dtype) {
+      capacity_(capacity), device_(device), kv_dtype_(kv_dtype), instance_id_([] {
+        static std::atomic<uint64_t> next{1};
+        return next++;
+      }()) {
   if (kv_dtype != DType::kBF16 && kv_dtype != DType::kF32)
     throw Error(ErrorCode::kInvalidArgument, std::string("the CUDA KV cache holds bf16 or f32 K/V, not ") +
                                                  dtype_name(kv_dtype));
@@ -166,7 +170,7 @@ KvCache::DecodeStepInfo CudaFullKvCache::begin_decode_step(const DecodeBatch& ba
     for (int64_t& len : sequence(id).layer_length) ++len;
   step_n_ = n;
   step_max_length_ = std::min(capacity_, (max_length + kLengthBucket - 1) / kLengthBucket * kLengthBucket);
-  return {.capturable = true, .key = static_cast<uint64_t>(step_max_length_)};
+  return {.capturable = true, .cache_id = instance_id_, .key = static_cast<uint64_t>(step_max_length_)};
 }
 
 void CudaFullKvCache::attend_decode(const DecodeBatch& batch, int layer, TensorView q, TensorView k, TensorView v,

@@ -74,6 +74,7 @@ class CudaFullKvCache final : public KvCache {
   int64_t n_layers_, n_q_heads_, n_kv_heads_, head_dim_, n_slots_, capacity_;
   int device_;
   DType kv_dtype_;
+  uint64_t instance_id_;  // DecodeStepInfo::cache_id: unique per cache object
   std::vector<DeviceBuffer> k_, v_;  // per layer
   std::vector<bool> slot_used_;
   std::map<SeqId, Sequence> seqs_;

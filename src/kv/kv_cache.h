@@ -56,7 +56,9 @@ class KvCache {
     // synchronization, no allocation, no host state change), so a CUDA graph may capture the step's layers and
     // replay them for a later step with the same key.
     bool capturable = false;
-    // Equal keys (for the same batch size) mean identical launches: same kernels, grids and device addresses.
+    // Equal (cache_id, key) pairs (for the same batch size) mean identical launches: same kernels, grids and
+    // device addresses. cache_id names the cache instance (never reused, unlike its address).
+    uint64_t cache_id = 0;
     uint64_t key = 0;
   };
   // Called by the model once per decode step, before attend_decode of layer 0: validates the batch, does the

@@ -475,7 +475,7 @@ void LlamaModel::decode(KvCache& cache, const DecodeBatch& batch, std::span<cons
 
 struct LlamaModel::DecodeGraphs {
   struct Key {
-    const KvCache* cache;
+    uint64_t cache_id;  // not the cache's address: a new cache may be allocated where a freed one was
     int64_t n;
     uint64_t step_key;
     auto operator<=>(const Key&) const = default;
@@ -545,7 +545,7 @@ void LlamaModel::decode_cuda(KvCache& cache, const DecodeBatch& batch, std::span
       g.scratch_generation = scratch_generation(dev);
       g.workspace_generation = workspace_generation_;
     }
-    const DecodeGraphs::Key key{&cache, n, info.key};
+    const DecodeGraphs::Key key{info.cache_id, n, info.key};
     if (auto it = g.graphs.find(key); it != g.graphs.end()) {
       it->second.launch(stream);
       ++decode_stats_.replays;

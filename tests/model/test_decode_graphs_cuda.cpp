@@ -46,7 +46,7 @@ struct Runner {
   void prefill(SeqId seq, int64_t n_tokens) {
     std::vector<int32_t> tokens(static_cast<size_t>(n_tokens));
     for (int64_t i = 0; i < n_tokens; ++i) tokens[static_cast<size_t>(i)] = static_cast<int32_t>((seq * 31 + i * 7) % 1000);
-    cache->add_sequence(seq, 4096);
+    cache->add_sequence(seq, cache->capacity());
     std::vector<float> last(static_cast<size_t>(model->config().vocab_size));
     model->prefill(*cache, seq, tokens, last);
   }
@@ -101,6 +101,26 @@ TEST(DecodeGraphsCuda, ReplaysMatchEagerHeadDim128) {
 TEST(DecodeGraphsCuda, ReplaysMatchEagerHeadDim64WithBias) {
   SKV_REQUIRE_CUDA_OR_SKIP();
   check_graphs_match_eager(small_config(64, true));
+}
+
+// A cache freed and a new one allocated (often at the same host address, always with other device buffers) must
+// not replay the old cache's graph: graphs are keyed by the cache's instance id, not its address.
+TEST(DecodeGraphsCuda, NewCacheIsNotReplayedWithOldAddresses) {
+  SKV_REQUIRE_CUDA_OR_SKIP();
+  const ModelConfig c = small_config(64, false);
+  Runner eager(c, false, 1, 512), graphed(c, true, 1, 512);
+  for (int round = 0; round < 3; ++round) {
+    for (Runner* r : {&eager, &graphed}) {
+      r->cache.reset();
+      r->cache = std::make_unique<CudaFullKvCache>(c.n_layers, c.n_q_heads, c.n_kv_heads, c.head_dim, 1, 512);
+      r->prefill(0, 20 + 13 * round);
+    }
+    for (int i = 0; i < 4; ++i) {
+      const auto a = eager.step({0}, 100 * round + i), b = graphed.step({0}, 100 * round + i);
+      ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << "round " << round << " step " << i;
+    }
+  }
+  EXPECT_GE(graphed.model->decode_stats().replays, 6);
 }
 
 // f32 weights take cuBLAS, which is not captured: every step runs eagerly and nothing breaks.

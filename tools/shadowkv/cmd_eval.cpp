@@ -47,7 +47,8 @@ struct EvalFlags {
   bool json = false;
   int64_t context_limit = 0;
   std::string device = "cpu";
-  std::string kv_dtype;  // empty: the device's; eval runs on the CPU, whose cache is f32
+  std::string kv_dtype;      // empty: the device's (CPU f32, CUDA bf16)
+  std::string weight_dtype = "bf16";  // CUDA only
   bool list_tasks = false;
 };
 
@@ -184,11 +185,8 @@ void run_eval(const EvalFlags& f) {
   }
   // Validate every flag before loading anything.
   const DeviceId device = parse_device_flag(f.device);
-  if (device.kind == DeviceKind::kCuda)
-    throw Error(ErrorCode::kUnsupported, "--device " + f.device +
-                                             ": eval runs on the CPU backend only for now (the GPU runs generate and "
-                                             "bench); use --device cpu");
-  parse_kv_dtype_flag(f.kv_dtype, device);  // f32 (the CPU's cache); bf16 is CUDA-only
+  const DType kv_dtype = parse_kv_dtype_flag(f.kv_dtype, device);  // the CPU's cache is f32; bf16 is CUDA-only
+  const DType weight_dtype = parse_weight_dtype_flag(f.weight_dtype);
   const bool sweep = f.sweep_depth != 0;
   if (sweep && (f.sweep_depth < 2 || f.sweep_depth > 101))
     throw Error(ErrorCode::kInvalidArgument,
@@ -207,6 +205,9 @@ void run_eval(const EvalFlags& f) {
   plan.methods = parse_methods(f.methods);
   const bool with_shadow =
       std::find(plan.methods.begin(), plan.methods.end(), AttentionKind::kShadowKv) != plan.methods.end();
+  if (with_shadow && device.kind == DeviceKind::kCuda)
+    throw Error(ErrorCode::kUnsupported, "--attention shadowkv runs on the CPU backend only for now: with --device " +
+                                             f.device + " pass --attention full");
   const AttentionOptions shadow_options = attention_options(f.attention, AttentionKind::kShadowKv, false);
   if (sweep)
     for (int64_t i = 0; i < f.sweep_depth; ++i)
@@ -257,6 +258,11 @@ void run_eval(const EvalFlags& f) {
   }
   settings["haystack"] = haystack ? json(haystack_name) : json(nullptr);
   settings["haystack-text"] = haystack ? json(ev::hash_hex(haystack->hash)) : json(nullptr);
+  if (device.kind == DeviceKind::kCuda) {  // CPU runs keep the settings files written before --device cuda existed
+    settings["device"] = "cuda";
+    settings["weight-dtype"] = dtype_name(weight_dtype);
+    settings["kv-dtype"] = dtype_name(kv_dtype);
+  }
   for (const char* k : {"sparse-budget", "rank", "chunk-size", "outlier-chunks", "local-chunks"})
     settings[k] = nullptr;
   if (with_shadow) {
@@ -277,6 +283,9 @@ void run_eval(const EvalFlags& f) {
   for (int32_t id : c.eos_token_ids)
     if (std::find(env.stop_ids.begin(), env.stop_ids.end(), id) == env.stop_ids.end()) env.stop_ids.push_back(id);
   env.shadow = shadow_options.shadow;
+  env.device = device;
+  env.weight_dtype = weight_dtype;
+  env.kv_dtype = kv_dtype;
 
   const int64_t n_runs = static_cast<int64_t>(plan.tasks.size() * plan.contexts.size() *
                                               std::max<size_t>(1, plan.depths.size()) * plan.methods.size()) *
@@ -377,7 +386,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--context-limit", f->context_limit,
                   "Allow contexts up to this many tokens (default: the model's max_position_embeddings; raising it "
                   "makes RoPE extrapolate)");
-  cmd->add_option("--device", f->device, "cpu or cuda (default cpu)");
+  cmd->add_option("--device", f->device, "cpu or cuda[:N] (default cpu); CUDA runs full attention only");
+  cmd->add_option("--weight-dtype", f->weight_dtype, "CUDA: bf16 (default) or f32 (with --kv-dtype f32, the CPU's numbers)");
   cmd->add_option("--kv-dtype", f->kv_dtype, kKvDtypeHelp);
   cmd->add_flag("--list-tasks", f->list_tasks, "List the tasks, their budgets and metrics, and exit");
   cmd->callback([f] { run_eval(*f); });

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The testbed model's full-attention accuracy on RULER's tasks at 4K-32K, measured by our engine on a GPU
+# (shadowkv eval --device cuda, f32 weights + f32 KV: the CPU backend's numbers, faster), plus the CUDA graph and
+# model tests and a batch-1 decode benchmark of the Llama-3.1-8B shape. Output in $OUT: eval.jsonl (every run),
+# eval-summary.json, log.txt. About 5 minutes with 16 cores and a warm build directory.
+#   OUT=/tmp/out scripts/gpu_eval_testbed.sh       # CONTEXTS=4k,8k,16k,32k SAMPLES=8
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export PATH="$PATH:/usr/local/cuda/bin" SKV_REQUIRE_CUDA=1
+OUT=${OUT:-$ROOT/gpu-out}
+BUILD=${BUILD_DIR:-$ROOT/build-gpu}
+mkdir -p "$OUT"
+TASKS=niah_single_1,niah_single_2,niah_single_3,niah_multikey_1,niah_multikey_2,niah_multikey_3,niah_multivalue,niah_multiquery,vt
+GEN=()
+command -v ninja > /dev/null && GEN=(-G Ninja)
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ) commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) (tree may differ)"
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DSKV_CUDA=ON -DSKV_TESTS=ON > /dev/null 2>&1
+  cmake --build "$BUILD" -j "${JOBS:-16}" --target shadowkv test_decode_graphs_cuda test_model_cuda 2>&1 | grep -E "error|FAILED" | head -20
+  echo "== tests"
+  timeout 120 "$BUILD/tests/model/test_decode_graphs_cuda" 2>&1 | grep -E "graphs:|OK|FAILED|Failure|Expected|actual" | head -20
+  timeout 150 "$BUILD/tests/model/test_model_cuda" --gtest_filter='ModelCuda.Testbed*' 2>&1 |
+    grep -E "^testbed|OK|FAILED|Failure|actual" | head -20
+  echo "== eval (full attention, f32 weights + f32 KV)"
+  time timeout 400 "$BUILD/shadowkv" eval --device cuda --weight-dtype f32 --kv-dtype f32 --model "$ROOT/models/testbed" \
+    --tasks "$TASKS" --context "${CONTEXTS:-4k,8k,16k,32k}" --samples "${SAMPLES:-8}" --attention full \
+    --out "$OUT/eval.jsonl" 2> "$OUT/eval-progress.txt" > "$OUT/eval-table.txt"
+  cat "$OUT/eval-table.txt"
+  tail -c 300 "$OUT/eval-progress.txt" | tr '\r' '\n' | tail -3
+  "$BUILD/shadowkv" eval --device cuda --weight-dtype f32 --kv-dtype f32 --model "$ROOT/models/testbed" \
+    --tasks "$TASKS" --context "${CONTEXTS:-4k,8k,16k,32k}" --samples "${SAMPLES:-8}" --attention full \
+    --out "$OUT/eval.jsonl" --json > "$OUT/eval-summary.json" 2> /dev/null
+  echo "== decode, Llama-3.1-8B shape, batch 1 (graphs on)"
+  mkdir -p /tmp/l8b
+  cat > /tmp/l8b/config.json <<'JSON'
+{"architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
+ "max_position_embeddings": 131072, "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32,
+ "num_key_value_heads": 8, "rms_norm_eps": 1e-05, "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0,
+ "high_freq_factor": 4.0, "original_max_position_embeddings": 8192, "rope_type": "llama3"}, "rope_theta": 500000.0,
+ "tie_word_embeddings": false, "torch_dtype": "bfloat16", "vocab_size": 128256}
+JSON
+  timeout 150 "$BUILD/shadowkv" bench --device cuda --model /tmp/l8b --random-weights --context 32k,122k \
+    --batch 1,4,auto 2>&1 | grep -E "^\||^CUDA graphs|^device"
+} 2>&1 | tee "$OUT/log.txt"
