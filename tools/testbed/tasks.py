@@ -16,20 +16,33 @@ Tasks (RULER names in brackets):
   multivalue     one key with n values, all asked (order of appearance)[niah_multivalue]
   multiquery     n keys, all asked (order of the question)            [niah_multiquery]
   vt             a chain VAR A = 12345, VAR B = VAR A, ...; list all   [vt]
+  single_noise   one needle (number) among repeated noise lines       [niah_single_1]
+  multikey_lines the haystack is needles of other keys (numbers), one line each          [niah_multikey_2]
+  multikey_uuids the haystack is needles of other uuid keys with uuid values             [niah_multikey_3]
   lm             plain language modelling
+
+The layouts follow RULER as `shadowkv eval` builds it (src/eval/tasks.cpp), so the model meets the engine's
+prompts: essay haystacks with needles between sentences (the caller may pass a whitespace-flattened corpus,
+RULER's words joined by spaces), line haystacks (noise sentences, distractor needles, variable tracking) with
+every needle on its own line, "a, b, c, and d" lists, RULER's variable-tracking wording.
 """
 import re
 
 import numpy as np
 
-TASKS = ("single_number", "single_uuid", "multikey", "multivalue", "multiquery", "vt")
+TASKS = ("single_number", "single_uuid", "multikey", "multivalue", "multiquery", "vt", "single_noise", "multikey_lines",
+         "multikey_uuids")
+LINE_TASKS = ("vt", "single_noise", "multikey_lines", "multikey_uuids")  # line haystacks, needles as lines
+NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 EVAL_PARAMS = {"multikey": 4, "multivalue": 4, "multiquery": 4, "vt": 4}  # needles / values / queries / hops
 
 
 class Corpus:
-    def __init__(self, name, text, tok, max_chars=None):
+    def __init__(self, name, text, tok, max_chars=None, flat=False):
         if max_chars:
             text = text[:max_chars]
+        if flat:  # RULER's essay haystack: the words joined by single spaces
+            text = " ".join(text.split())
         # Cut after a run of newlines and before the space that follows a sentence or clause end: both
         # are pre-tokenizer boundaries, so the concatenated ids equal those of the whole text.
         chunks = [c for c in re.split(r"(?<=\n)(?=[^\n])|(?<=[.!?;:])(?= )", text) if c]
@@ -87,20 +100,26 @@ def varname(rng):
     return "".join(chr(65 + int(i)) for i in rng.integers(0, 26, 5))
 
 
-def _join(names):
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+def _join(names):  # RULER: "a, b, c, and d"
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + ", and " + names[-1]
 
 
 def build_spec(task, rng, words, n=None):
     """Text pieces of a task: preamble, needles (in order of depth), question, answer values, separator."""
-    kind = "uuid" if task == "single_uuid" or (task == "multikey" and rng.random() < 0.3) else "number"
+    kind = "uuid" if task in ("single_uuid", "multikey_uuids") or (task == "multikey" and rng.random() < 0.3) \
+        else "number"
     tv, tvs = f"special magic {kind}", f"special magic {kind}s"
     gen = uuid if kind == "uuid" else number
     pre = f"Some {tvs} are hidden within the following text. Make sure to memorize it. " \
           f"I will quiz you about the {tvs} afterwards.\n"
-    needle = lambda k, v: f" One of the {tvs} for {k} is: {v}."
-    if task in ("single_number", "single_uuid"):
+    needle = lambda k, v: f"One of the {tvs} for {k} is: {v}."
+    if task in ("single_number", "single_uuid", "single_noise"):
         k, v = words.key(rng), gen(rng)
+        q = f"\nWhat is the {tv} for {k} mentioned in the provided text? The {tv} for {k} mentioned in the provided text is"
+        return pre, [needle(k, v)], q, [v], None, False
+    if task in ("multikey_lines", "multikey_uuids"):  # one real needle; the haystack holds the distractors
+        k = uuid(rng) if task == "multikey_uuids" else words.key(rng)
+        v = gen(rng)
         q = f"\nWhat is the {tv} for {k} mentioned in the provided text? The {tv} for {k} mentioned in the provided text is"
         return pre, [needle(k, v)], q, [v], None, False
     if task == "multikey":
@@ -146,14 +165,39 @@ def build_spec(task, rng, words, n=None):
         while any(p <= hops for p in pos):
             c = int(rng.choice([i for i in range(chains) if pos[i] <= hops]))
             j = pos[c]
-            needles.append(f" VAR {ch[c][j]} = {vals[c]}." if j == 0 else f" VAR {ch[c][j]} = VAR {ch[c][j - 1]}.")
+            needles.append(f"VAR {ch[c][j]} = {vals[c]}" if j == 0 else f"VAR {ch[c][j]} = VAR {ch[c][j - 1]}")
             pos[c] += 1
-        pre = "Memorize and track the chain(s) of variable assignment hidden in the following text.\n"
+        pre = "Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n"
         q = f"\nQuestion: Find all variables that are assigned the value {vals[0]} in the text above. Answer: " \
-            f"According to the chain(s) of variables assigned in the text above, {hops + 1} variables are " \
+            f"According to the chain(s) of variable assignment in the text above, {hops + 1} variables are " \
             f"assigned the value {vals[0]}, they are:"
         return pre, needles, q, ch[0], "", False
     raise ValueError(task)
+
+
+def line_haystack(task, rng, tok, words, n_tokens, avoid):
+    """A haystack of n_tokens tokens made of lines (each tokenized with its newline, as in the whole text): RULER's
+    noise sentence repeated (single_noise, vt), or needles of other keys (multikey_lines: word keys and numbers;
+    multikey_uuids: uuid keys and values). -> (tokens, line starts: where needle lines may go)."""
+    if task in ("single_noise", "vt"):
+        line_ids = [tok.encode(NOISE + "\n")]
+    else:
+        uu = task == "multikey_uuids"
+        kind = "uuids" if uu else "numbers"
+        n_lines = n_tokens // 12 + 8  # a needle line is at least ~14 tokens
+        lines = []
+        for _ in range(n_lines):
+            k, v = (uuid(rng), uuid(rng)) if uu else (words.key(rng), number(rng))
+            if k not in avoid and v not in avoid:
+                lines.append(f"One of the special magic {kind} for {k} is: {v}.\n")
+        line_ids = tok.encode_batch(lines)
+    toks, starts, i = [], [], 0
+    while len(toks) < n_tokens:
+        starts.append(len(toks))
+        toks.extend(line_ids[i % len(line_ids)])
+        i += 1
+    starts = np.array(starts[1:] + [0], dtype=np.int64)  # a needle may go first, or before any later line
+    return np.array(toks[:n_tokens], dtype=np.int32), np.unique(starts[starts < n_tokens])
 
 
 def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None):
@@ -168,8 +212,9 @@ def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None):
         lm[1:] = 1
         return {"ids": ids, "lm": lm, "ans": ans, "spans": [], "task": task}
     pre, needles, q, values, sep, shuffled = build_spec(task, rng, words, n)
+    lines = task in LINE_TASKS
     pre_ids, q_ids = tok.encode(pre), tok.encode(q)
-    nd_ids = tok.encode_batch(needles)
+    nd_ids = tok.encode_batch([nd + "\n" if lines else " " + nd for nd in needles])
     ans_pieces = []
     for i, v in enumerate(values):
         if i and sep:
@@ -180,8 +225,14 @@ def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None):
     h = length - fixed
     if h < 8 * (len(needles) + 1):
         raise ValueError(f"length {length} too short for task {task}")
-    hay, cuts = corpus.window(rng, h)
+    if lines:
+        keys = {m.group(1) for m in (re.search(r" for (.+) is: ", nd) for nd in needles) if m}
+        hay, cuts = line_haystack(task, rng, tok, words, h, set(values) | keys)  # no distractor repeats them
+    else:
+        hay, cuts = corpus.window(rng, h)
     if len(cuts) < len(needles):
+        if lines:  # a needle line never goes inside another line
+            raise ValueError(f"length {length} too short for task {task}")
         cuts = np.linspace(0, h, len(needles) + 2)[1:-1].astype(np.int64)
     # depths: evenly spread over [0, 1] for many needles, random otherwise; each maps to a distinct chunk start
     if depth is not None and len(needles) == 1:

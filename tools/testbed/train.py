@@ -65,8 +65,9 @@ class Batches(torch.utils.data.IterableDataset):
     """Endless token-budgeted batches: one length L per batch (drawn from the curriculum at the current
     progress, shared with the workers through `progress`), tokens_per_step // L samples of it."""
 
-    def __init__(self, tc, tok, corpora, words, progress, seed):
+    def __init__(self, tc, tok, corpora, words, progress, seed, flat=None):
         self.tc, self.tok, self.corpora, self.words, self.progress, self.seed = tc, tok, corpora, words, progress, seed
+        self.flat = flat or {}  # whitespace-flattened corpora (RULER's essay layout), used for half the samples
 
     def phase_at(self, p):
         """The curriculum phase at progress p: its lengths {L: weight}, task mix {task: weight} (the
@@ -92,7 +93,8 @@ class Batches(torch.utils.data.IterableDataset):
             ss = []
             for _ in range(B):
                 task = tasks[rng.choice(len(tasks), p=tp / tp.sum())]
-                corpus = self.corpora[srcs[rng.choice(len(srcs), p=sp / sp.sum())]]
+                src = srcs[rng.choice(len(srcs), p=sp / sp.sum())]
+                corpus = self.flat[src] if src in self.flat and task != "lm" and rng.random() < 0.5 else self.corpora[src]
                 n = int(rng.integers(sizes[task][0], sizes[task][1] + 1)) if task in sizes else None
                 try:
                     s = T.make_sample(task, L, rng, self.tok, corpus, self.words, n=n)
@@ -265,8 +267,9 @@ def main():
 
     final_loss = None
     if not args.eval_only:
+        flat_c = {s: T.Corpus(s, read(os.path.join(args.data, f"{s}.train.txt")), tok, cc, flat=True) for s in SOURCES}
         final_loss = train(model, tok, tok_json, train_c, words, tc, state, device, amp, args, quick, ck_out,
-                           resumed=ck is not None, deadline=deadline)
+                           resumed=ck is not None, deadline=deadline, flat=flat_c)
 
     # ---- export + eval
     mdir = os.path.join(args.out, "model")
@@ -297,13 +300,14 @@ def main():
     log(f"done in {time.time() - T0:.0f}s")
 
 
-def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, quick, ck_out, resumed, deadline):
+def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, quick, ck_out, resumed, deadline,
+          flat=None):
     progress = mp.Value("d", 0.0, lock=False)
     if resumed and "resume_curriculum" in tc:  # a resumed run has its own phases (e.g. skills the first missed)
         tc = dict(tc, curriculum=tc["resume_curriculum"])
     floor = tc.get("resume_curriculum_floor", 0.0) if resumed else 0.0
     progress.value = floor
-    ds = Batches(tc, tok, corpora, words, progress, [tc["seed"], state["run_index"]])
+    ds = Batches(tc, tok, corpora, words, progress, [tc["seed"], state["run_index"]], flat=flat)
     workers = args.workers if args.workers is not None else (min(12, (os.cpu_count() or 2) - 2) if device.type == "cuda" else 0)
     kw = dict(batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
     if workers:
