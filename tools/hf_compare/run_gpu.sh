@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# shadowkv against Hugging Face transformers on the GPU machine (issue 4), under one time budget:
-#   1. build shadowkv and skv_dump_logits with -DSKV_CUDA=ON (only those targets);
-#   2. compare_hf.py on Llama-3.1-8B (random weights, published config): last-position logits at 1K and 32K,
-#      greedy 32 steps; its model directory is kept for
-#   3. bench_torch.py: PyTorch (transformers SDPA) prefill at 32K and decode at batch 1,4,16 next to
-#      `shadowkv bench --device cuda` on the same model directory;
-#   4. compare_hf.py on Qwen2-7B and Mistral-7B with the time that is left.
-# Every step is logged and time-limited; a failing step is recorded and the script goes on. Outputs ($OUT, 4 files):
-#   summary.txt, compare_hf.jsonl (one JSON object per result), torch_vs_shadowkv.md, hf-compare-logs.tar.gz.
+# shadowkv against Hugging Face transformers on the GPU machine (issue 4), under one time budget, in priority order:
+#   1. build shadowkv and skv_dump_logits with -DSKV_CUDA=ON (only those targets);              ~60-120 s
+#   2. compare_hf.py on Llama-3.1-8B (random, better-conditioned weights, published config):     ~190 s
+#      HF bf16 and fp32 (chunked prefill) at 1K and 32K with 32 greedy steps; ours bf16 logits and greedy,
+#      ours all-f32 (--weight-dtype f32 --kv-dtype f32) at 1K and 32K; each optional step only when it fits
+#      (the 32K fp32 ones first to go); its model directory is kept for
+#   3. bench_torch.py: PyTorch (transformers eager, SDPA) prefill at 32K and decode at contexts 32K and 8K, ~90 s
+#      batch 1,4,16 where they fit, next to `shadowkv bench --device cuda` on the same model directory;
+#   4. compare_hf.py on Qwen2-7B and Mistral-7B with the time that is left (a model needs >= 90 s to start;
+#      each ~175 s in full). `compare_hf.py --plan` prints the per-step estimates (also put in summary.txt).
+# A step that would not fit in what is left of the budget is skipped with the reason in steps.txt; compare_hf.py
+# and bench_torch.py get deadlines inside their limits and skip their optional parts with the reason recorded.
+# Outputs ($OUT, 4 files): summary.txt, compare_hf.jsonl (one JSON object per result), torch_vs_shadowkv.md,
+# hf-compare-logs.tar.gz.
 #
 #   OUT=/tmp/out tools/hf_compare/run_gpu.sh
 # Environment: BUDGET_S (total seconds, default 560), STEPS (default build,llama,bench,others), JOBS (16),
 #   BUILD_DIR (build-gpu), WORK (model directories, default /tmp/skv-hf-compare), PYTHON (python3),
-#   LENGTHS (1024,32768), GREEDY_LENGTHS (1024,32768), BATCHES (1,4,16).
+#   LENGTHS (1024,32768), GREEDY_LENGTHS (1024,32768), F32_LENGTHS (1024,32768), BENCH_CONTEXTS (32768,8192),
+#   BATCHES (1,4,16), BENCH_S (seconds kept for the benchmark after the Llama comparison, default 120).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,7 +33,10 @@ BUDGET_S=${BUDGET_S:-560}
 STEPS=${STEPS:-build,llama,bench,others}
 LENGTHS=${LENGTHS:-1024,32768}
 GREEDY_LENGTHS=${GREEDY_LENGTHS-1024,32768}
+F32_LENGTHS=${F32_LENGTHS-1024,32768}
+BENCH_CONTEXTS=${BENCH_CONTEXTS:-32768,8192}
 BATCHES=${BATCHES:-1,4,16}
+BENCH_S=${BENCH_S:-120}
 START=$(date +%s)
 END=$((START + BUDGET_S))
 LOGS=$(mktemp -d)
@@ -96,34 +105,41 @@ fi
 [ -n "$DUMP" ] || DUMP="$BUILD/tests/reference/skv_dump_logits"
 
 LLAMA_DIR="$WORK/llama31_8b/model"
+{
+  echo "plan (estimates, one H100/H200; ${BUDGET_S}s budget, $(left)s left after the build; priority: llama, bench, others):"
+  "$PY" "$HERE/compare_hf.py" --plan --lengths "$LENGTHS" --greedy-lengths "$GREEDY_LENGTHS" \
+    --f32-lengths "$F32_LENGTHS" 2>&1 | sed 's/^/  /'
+  echo "  bench: ~90 s (PyTorch load ~20, prefill ~10, decode ~20; shadowkv bench ~40); ${BENCH_S}s kept for it"
+} | tee "$LOGS/plan.txt"
 if want llama; then
-  # Leave ~130 s for the benchmark and ~20 s for the end.
   l=$(left)
-  lim=$((l - 150)); [ "$lim" -gt 240 ] && lim=240
-  want bench || lim=$((l - 20))
+  lim=$((l - 20))
+  want bench && lim=$((l - BENCH_S - 10))
+  [ "$lim" -gt 360 ] && lim=360
   step compare_llama "$lim" "$PY" "$HERE/compare_hf.py" --models llama31_8b --lengths "$LENGTHS" \
-    --greedy-lengths "$GREEDY_LENGTHS" --shadowkv "$SKV" --dump-logits "$DUMP" --work "$WORK" \
-    --keep llama31_8b --deadline $(($(date +%s) + lim - 10)) --json-out "$JSONL"
+    --greedy-lengths "$GREEDY_LENGTHS" --f32-lengths "$F32_LENGTHS" --shadowkv "$SKV" --dump-logits "$DUMP" \
+    --work "$WORK" --keep llama31_8b --deadline $(($(date +%s) + lim - 15)) --json-out "$JSONL"
 fi
 if want bench; then
   l=$(left)
   lim=$((l - 15)); [ "$lim" -gt 200 ] && lim=200
   want others && [ "$lim" -gt 150 ] && lim=150
   step bench "$lim" "$PY" "$HERE/bench_torch.py" --model-dir "$LLAMA_DIR" --config llama31_8b --shadowkv "$SKV" \
-    --context 32768 --batch "$BATCHES" --steps 20 --deadline $(($(date +%s) + lim - 10)) \
+    --contexts "$BENCH_CONTEXTS" --batch "$BATCHES" --steps 20 --deadline $(($(date +%s) + lim - 10)) \
     --md "$OUT/torch_vs_shadowkv.md"
 fi
 rm -rf "$WORK/llama31_8b"
 if want others; then
   l=$(left)
   step compare_others "$((l - 15))" "$PY" "$HERE/compare_hf.py" --models qwen2_7b,mistral_7b --lengths "$LENGTHS" \
-    --greedy-lengths "$GREEDY_LENGTHS" --shadowkv "$SKV" --dump-logits "$DUMP" --work "$WORK" \
-    --deadline $((END - 25)) --json-out "$JSONL"
+    --greedy-lengths "$GREEDY_LENGTHS" --f32-lengths "$F32_LENGTHS" --shadowkv "$SKV" --dump-logits "$DUMP" \
+    --work "$WORK" --deadline $((END - 30)) --json-out "$JSONL"
 fi
 rm -rf "$WORK"
 
 {
   echo "==== SUMMARY ($(($(date +%s) - START))s of a ${BUDGET_S}s budget)"
+  cat "$LOGS/plan.txt" 2>/dev/null
   awk '{split($2, r, "="); printf "%-16s %s\n", $1, (r[2] == "0" ? "ok" : "FAILED/SKIPPED (" substr($0, index($0, $2)) ")")}' "$LOGS/steps.txt"
   grep -m1 -E "torch .* transformers" "$LOGS/machine.txt"
   grep -m1 -E "H100|H200" "$LOGS/machine.txt"
