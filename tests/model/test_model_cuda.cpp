@@ -25,18 +25,13 @@
 #include "kv/full_kv_cache.h"
 #include "loader/model_loader.h"
 #include "model/llama_model.h"
+#include "testing/cuda_testing.h"
 #include "testing/tensor_testing.h"
 
 namespace skv {
 namespace {
 
-#define REQUIRE_CUDA()                                                                   \
-  do {                                                                                   \
-    if (!cuda_available()) {                                                             \
-      if (std::getenv("SKV_REQUIRE_CUDA") != nullptr) FAIL() << "SKV_REQUIRE_CUDA is set but no CUDA device"; \
-      GTEST_SKIP() << "no CUDA device";                                                  \
-    }                                                                                    \
-  } while (0)
+#define REQUIRE_CUDA() SKV_REQUIRE_CUDA_OR_SKIP()
 
 // SKV_STORIES15M_DIR may name another copy, e.g. the bf16 one that fits the GPU machine's transfer limit
 // (scripts/make_bf16_copy.py): every CUDA-vs-CPU check holds for it, the llama2.c golden tokens only for f32.

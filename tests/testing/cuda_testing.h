@@ -26,19 +26,20 @@ namespace skv::testing {
   } while (0)
 
 // A device copy of f32 host data in dtype dt (f32, bf16 or f16).
-inline DeviceBuffer to_device(const HostBuffer& h, DType dt = DType::kF32) {
-  const TensorView v = h.view();
-  const auto n = static_cast<size_t>(v.numel());
-  DeviceBuffer d(dt, v.shape);
+inline DeviceBuffer to_device(const float* data, Shape shape, DType dt = DType::kF32) {
+  const auto n = static_cast<size_t>(shape.numel());
+  DeviceBuffer d(dt, shape);
   if (dt == DType::kF32) {
-    copy_to_device(d.view(), v);
+    copy_to_device(d.view(), TensorView(const_cast<float*>(data), DType::kF32, shape));
   } else {
     std::vector<uint16_t> bits(n);
-    for (size_t i = 0; i < n; ++i)
-      bits[i] = dt == DType::kBF16 ? f32_to_bf16(h.ptr<float>()[i]) : f32_to_f16(h.ptr<float>()[i]);
-    copy_to_device(d.view(), TensorView(bits.data(), dt, v.shape));
+    for (size_t i = 0; i < n; ++i) bits[i] = dt == DType::kBF16 ? f32_to_bf16(data[i]) : f32_to_f16(data[i]);
+    copy_to_device(d.view(), TensorView(bits.data(), dt, shape));
   }
   return d;
+}
+inline DeviceBuffer to_device(const HostBuffer& h, DType dt = DType::kF32) {
+  return to_device(h.ptr<float>(), h.view().shape, dt);
 }
 
 template <typename T>
