@@ -27,7 +27,9 @@ int64_t workspace_bytes(const ModelConfig& c, int64_t prefill_chunk, int64_t bat
       rows * (4 * (2 * c.dim + 3 * c.q_dim() + 5 * c.kv_dim() + 3 * c.hidden_dim) + 4 + 8);
   const int64_t linear_x = rows * std::max({c.dim, c.hidden_dim, c.q_dim()}) * 2;
   const int64_t logits = std::max<int64_t>(batch, 1) * c.vocab_size * 4;
-  // Split-KV decode: about 4 CTAs per SM of 132 in all, so at most ceil(528 / (batch * n_kv_heads)) splits.
+  // Split-KV decode partials: src/ops/cuda/decode_splits.h aims at one wave (2 CTAs per SM) for small batches and
+  // two waves otherwise, so with up to 132 SMs a batch never takes more than ceil(528 / (batch * n_kv_heads))
+  // splits: an upper bound that needs no GPU (plan --memory-gib runs anywhere).
   const int64_t b = std::max<int64_t>(batch, 1);
   const int64_t max_splits = std::max<int64_t>(1, (context + 63) / 64);
   const int64_t splits = std::min(max_splits, std::max<int64_t>(1, (528 + b * c.n_kv_heads - 1) / (b * c.n_kv_heads)));
