@@ -26,6 +26,7 @@
 #include "loader/model_loader.h"
 #include "model/llama_model.h"
 #include "testing/cuda_testing.h"
+#include "testing/engine_testing.h"
 #include "testing/tensor_testing.h"
 
 namespace skv {
@@ -70,18 +71,7 @@ std::vector<std::vector<int32_t>> generate_greedy_cuda(LlamaModel& model,
   EXPECT_EQ(cache.memory_use().device_bytes,
             CudaFullKvCache::slab_bytes(c.n_layers, c.n_kv_heads, c.head_dim, static_cast<int64_t>(prompts.size()),
                                         longest + max_new_tokens, model.options().kv_dtype));
-  Engine engine(model, cache);
-  std::map<SeqId, size_t> index;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    GenerationRequest r;
-    r.prompt = prompts[i];
-    r.max_new_tokens = max_new_tokens;
-    index[engine.submit(r)] = i;
-  }
-  std::vector<std::vector<int32_t>> out(prompts.size());
-  while (engine.has_work())
-    for (const TokenEvent& ev : engine.step()) out[index.at(ev.seq)].push_back(ev.token);
-  return out;
+  return testing::generate_greedy(model, cache, prompts, max_new_tokens);
 }
 
 std::string join(const std::vector<int32_t>& v) {

@@ -11,6 +11,7 @@
 #include "kv/full_kv_cache.h"
 #include "loader/model_loader.h"
 #include "model/llama_model.h"
+#include "testing/engine_testing.h"
 #include "testing/tensor_testing.h"
 
 namespace skv {
@@ -31,17 +32,7 @@ std::vector<std::vector<int32_t>> generate_greedy(LlamaModel& model, const std::
                                                   int64_t max_new_tokens) {
   const ModelConfig& c = model.config();
   FullKvCache cache(c.n_layers, c.n_kv_heads, c.head_dim);
-  Engine engine(model, cache);
-  std::map<SeqId, size_t> index;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    GenerationRequest r;
-    r.prompt = prompts[i];
-    r.max_new_tokens = max_new_tokens;
-    index[engine.submit(r)] = i;
-  }
-  std::vector<std::vector<int32_t>> out(prompts.size());
-  while (engine.has_work())
-    for (const TokenEvent& ev : engine.step()) out[index.at(ev.seq)].push_back(ev.token);
+  auto out = testing::generate_greedy(model, cache, prompts, max_new_tokens);
   EXPECT_EQ(cache.memory_use().device_bytes, 0) << "finished sequences must release their cache";
   return out;
 }
