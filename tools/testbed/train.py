@@ -263,7 +263,13 @@ def main():
              "train_seconds": ck["train_seconds"] if ck else 0.0, "run_index": run_index,
              "runs": ck["runs"] if ck else [], "train_config": tc}
     ck_out = os.path.join(args.out, "checkpoint", "ckpt.pt")
-    quick = eval_set(tok, held_c, words, tc["quick_eval_lengths"], tc["quick_eval_samples"], tc["eval_seed"] + 1)
+    # Evaluation haystacks: the held-out texts as they are and whitespace-flattened, as shadowkv eval lays out
+    # RULER's essays (the engine's runs found answers cut short on flattened text at 16K-32K that the unflattened
+    # evaluation did not show).
+    held_eval = dict(held_c)
+    held_eval.update({f"{s}_flat": T.Corpus(s, read(os.path.join(args.data, f"{s}.heldout.txt")), tok, cc, flat=True)
+                      for s in SOURCES})
+    quick = eval_set(tok, held_eval, words, tc["quick_eval_lengths"], tc["quick_eval_samples"], tc["eval_seed"] + 1)
 
     final_loss = None
     if not args.eval_only:
@@ -278,7 +284,7 @@ def main():
     log(f"exported {mdir} ({os.path.getsize(os.path.join(mdir, 'model.safetensors')) / 2 ** 20:.2f} MiB safetensors)")
     parity = hf_parity(mdir, held_c["pg"], tok, device, deadline)
     lengths = tc["eval_lengths"]
-    samples = eval_set(tok, held_c, words, lengths, tc["eval_samples"], tc["eval_seed"])
+    samples = eval_set(tok, held_eval, words, lengths, tc["eval_samples"], tc["eval_seed"])
     te = time.time()
     acc = evaluate(model, samples, device, amp, deadline=deadline - 5)
     n_done = sum(len(v) for v in acc.values())
