@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -48,10 +49,15 @@ void require_kind(const char* what, const char* name, const TensorView& t, Devic
                                                  (kind == DeviceKind::kCuda ? "CUDA" : "CPU") + " tensor");
 }
 
+// Moves whenever any thread's scratch buffer of any device is (re)allocated or freed, a thread's buffers included
+// when the thread exits: one process-wide counter, so a graph captured on one thread is never taken for current
+// on another whose own counter happened to match.
+std::atomic<uint64_t> g_scratch_generation{1};
+
 struct ThreadState {
   std::array<StreamHandle, kMaxDevices> streams{};
   std::array<std::array<DeviceBuffer, static_cast<size_t>(ScratchSlot::kCount)>, kMaxDevices> scratch;
-  std::array<uint64_t, kMaxDevices> scratch_generation{};
+  ~ThreadState() { ++g_scratch_generation; }
 };
 ThreadState& thread_state() {
   thread_local ThreadState state;
@@ -381,7 +387,7 @@ void* scratch(ScratchSlot slot, size_t bytes, int device) {
     // Round up to 1 MiB (grow-only: avoid a reallocation for every slightly larger request).
     const size_t rounded = (bytes + (size_t{1} << 20) - 1) & ~((size_t{1} << 20) - 1);
     buf = DeviceBuffer(rounded, device);
-    ++thread_state().scratch_generation[static_cast<size_t>(device)];
+    ++g_scratch_generation;
   }
   return buf.data();
 }
@@ -398,12 +404,12 @@ void release_scratch(int device) {
   DeviceGuard guard(device);
   SKV_CUDA_CHECK(cudaDeviceSynchronize());
   for (DeviceBuffer& b : thread_state().scratch[static_cast<size_t>(device)]) b = DeviceBuffer();
-  ++thread_state().scratch_generation[static_cast<size_t>(device)];
+  ++g_scratch_generation;
 }
 
 uint64_t scratch_generation(int device) {
   check_device_index(device);
-  return thread_state().scratch_generation[static_cast<size_t>(device)];
+  return g_scratch_generation.load();
 }
 
 // ---- graphs

@@ -192,8 +192,9 @@ void reserve_scratch(ScratchSlot slot, size_t bytes, int device = 0);
 size_t scratch_bytes(ScratchSlot slot, int device = 0);
 // Frees every scratch buffer of this thread for `device` (tests; the next use allocates again).
 void release_scratch(int device = 0);
-// Moves whenever this thread allocates, grows or releases a scratch buffer of `device`: a CUDA graph holds the
-// scratch addresses of its capture and is stale once the generation differs from the one it was captured at.
+// Moves whenever a scratch buffer is allocated, grown or released (any thread, any device; also when a thread
+// exits): a CUDA graph holds the scratch addresses of its capture and is stale once the generation differs from
+// the one it was captured at.
 uint64_t scratch_generation(int device = 0);
 
 // Work one thread enqueues on one stream, captured once and replayed with a single launch (a CUDA graph): the

@@ -56,8 +56,16 @@ CudaFullKvCache::CudaFullKvCache(int64_t n_layers, int64_t n_q_heads, int64_t n_
     DeviceGuard guard(device);
     step_uploaded_ = std::make_unique<Event>();
   }
-  // The decode partials at the largest length, reserved now so no step grows the scratch buffer.
-  const int64_t floats = attention_decode_batch_workspace_floats(n_slots, n_q_heads, n_kv_heads, head_dim, capacity, device);
+  // The decode partials of the largest step, reserved now so no step grows the scratch buffer (which would
+  // synchronize and drop the model's CUDA graphs). The split plan is not monotone in the batch size nor in the
+  // length bound, so take the maximum over every batch size and every length bound a step can use.
+  int64_t floats = 0;
+  for (int64_t n = 1; n <= n_slots; ++n)
+    for (int64_t len = kLengthBucket;; len += kLengthBucket) {
+      const int64_t bound = std::min(len, capacity);
+      floats = std::max(floats, attention_decode_batch_workspace_floats(n, n_q_heads, n_kv_heads, head_dim, bound, device));
+      if (bound == capacity) break;
+    }
   if (floats > 0) reserve_scratch(ScratchSlot::kAttentionPartials, static_cast<size_t>(floats) * sizeof(float), device);
 }
 
@@ -142,6 +150,7 @@ KvCache::DecodeStepInfo CudaFullKvCache::begin_decode_step(const DecodeBatch& ba
   if (n == 0) return {};
   if (n > n_slots_) throw Error(ErrorCode::kResource, "a decode batch of " + std::to_string(n) +
                                                           " sequences exceeds the cache's " + std::to_string(n_slots_));
+  step_layers_left_ = 0;  // until this step is validated and uploaded
   if (step_upload_pending_) step_uploaded_->synchronize();  // the previous step's copy has read the staging
   auto* rows_h = reinterpret_cast<int64_t*>(step_host_.ptr<unsigned char>());
   auto* slots_h = reinterpret_cast<int32_t*>(step_host_.ptr<unsigned char>() + n * 8);
@@ -169,6 +178,7 @@ KvCache::DecodeStepInfo CudaFullKvCache::begin_decode_step(const DecodeBatch& ba
   for (const SeqId id : batch.seqs)
     for (int64_t& len : sequence(id).layer_length) ++len;
   step_n_ = n;
+  step_layers_left_ = n_layers_;
   step_max_length_ = std::min(capacity_, (max_length + kLengthBucket - 1) / kLengthBucket * kLengthBucket);
   return {.capturable = true, .cache_id = instance_id_, .key = static_cast<uint64_t>(step_max_length_)};
 }
@@ -178,7 +188,8 @@ void CudaFullKvCache::attend_decode(const DecodeBatch& batch, int layer, TensorV
   SKV_ASSERT(layer >= 0 && layer < n_layers_);
   const int64_t n = batch.size();
   if (n == 0) return;
-  SKV_ASSERT_MSG(step_n_ == n, "attend_decode: begin_decode_step was not called for this batch");
+  SKV_ASSERT_MSG(step_n_ == n && step_layers_left_ > 0, "attend_decode: begin_decode_step was not called for this step");
+  --step_layers_left_;
   const auto* base = static_cast<unsigned char*>(step_dev_.data());
   const DeviceId dev{DeviceKind::kCuda, device_};
   const TensorView rows_d(const_cast<unsigned char*>(base), DType::kI64, {n}, dev);

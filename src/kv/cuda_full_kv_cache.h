@@ -85,6 +85,7 @@ class CudaFullKvCache final : public KvCache {
   std::unique_ptr<Event> step_uploaded_;  // on the cache's device
   bool step_upload_pending_ = false;
   int64_t step_n_ = 0, step_max_length_ = 0;
+  int64_t step_layers_left_ = 0;  // attend_decode calls still expected for the step begun last
 };
 
 }  // namespace skv

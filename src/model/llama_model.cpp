@@ -481,7 +481,7 @@ struct LlamaModel::DecodeGraphs {
     auto operator<=>(const Key&) const = default;
   };
   Stream stream;              // a blocking stream: ordered with the default stream that prefill and the caches use
-  PinnedHostBuffer staging;   // [capacity] i32 ids, then [capacity] i64 positions
+  PinnedHostBuffer staging;   // [capacity] i64 positions, then [capacity] i32 ids
   int64_t staging_capacity = 0;
   std::map<Key, CudaGraph> graphs;
   std::map<Key, int> seen;    // eager steps per key: a key is captured the second time it comes
@@ -522,8 +522,8 @@ void LlamaModel::decode_cuda(KvCache& cache, const DecodeBatch& batch, std::span
   const StreamHandle stream = g.stream.handle();
 
   // ids and positions: the previous step ended with a synchronous copy of its logits, so staging is free.
-  auto* ids_h = g.staging.ptr<int32_t>();
-  auto* pos_h = reinterpret_cast<int64_t*>(g.staging.ptr<unsigned char>() + g.staging_capacity * 4);
+  auto* pos_h = g.staging.ptr<int64_t>();
+  auto* ids_h = reinterpret_cast<int32_t*>(g.staging.ptr<unsigned char>() + g.staging_capacity * 8);
   std::memcpy(ids_h, tokens.data(), tokens.size_bytes());
   std::memcpy(pos_h, batch.positions.data(), static_cast<size_t>(n) * sizeof(int64_t));
   copy_to_device_async(TensorView(ws_->ids.data(), DType::kI32, {n}, options_.device),
@@ -561,6 +561,9 @@ void LlamaModel::decode_cuda(KvCache& cache, const DecodeBatch& batch, std::span
         g.broken = true;
         std::fprintf(stderr, "shadowkv: CUDA graph capture of the decode step failed, running without graphs: %s\n",
                      e.what());
+      } catch (...) {  // anything else (e.g. bad_alloc): leave the stream usable, then let it propagate
+        CudaGraph::abandon_capture(stream);
+        throw;
       }
       if (!graph.empty()) {
         graph.launch(stream);

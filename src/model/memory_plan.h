@@ -28,7 +28,7 @@ struct MemoryPlanRequest {
   int64_t batch = 1;                   // sequences; 0: as many as fit
   DType weight_dtype = DType::kBF16;
   DType kv_dtype = DType::kBF16;       // the CUDA KV cache's: bf16 or f32
-  int64_t prefill_chunk = 512;
+  int64_t prefill_chunk = 2048;  // default_prefill_chunk(kCuda): the planner plans device memory
   int64_t memory_bytes = 0;            // device memory available (free memory, or an override)
   int64_t margin_bytes = -1;           // -1: default_margin_bytes(memory_bytes)
 };

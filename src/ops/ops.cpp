@@ -49,6 +49,14 @@ void require_dtype(const char* op, const char* name, const TensorView& t, DType 
 
 bool is_float(DType d) { return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16; }
 
+// Whether two tensors share any byte (an output an op must not write while reading the other).
+bool overlaps(const TensorView& p, const TensorView& q) {
+  if (p.empty() || q.empty()) return false;
+  const auto* p0 = static_cast<const char*>(p.data);
+  const auto* q0 = static_cast<const char*>(q.data);
+  return p0 < q0 + q.nbytes() && q0 < p0 + p.nbytes();
+}
+
 // The CUDA attention kernels: K and V both bf16 or both f32, head_dim 1..256 (ops/cuda/cuda_ops.h picks the
 // tensor-core or the generic kernel).
 constexpr int64_t kCudaMaxHeadDim = 256;
@@ -135,14 +143,7 @@ void linear(const LinearArgs& a) {
     require_f32("linear", "bias", a.bias, 1);
     require(a.bias.dim(0) == a.w.dim(0), "linear", "bias " + a.bias.describe() + " mismatch");
   }
-  if (a.accumulate) {
-    const auto overlaps = [](const TensorView& p, const TensorView& q) {
-      const auto* p0 = static_cast<const char*>(p.data);
-      const auto* q0 = static_cast<const char*>(q.data);
-      return p0 < q0 + q.nbytes() && q0 < p0 + p.nbytes();
-    };
-    require(!overlaps(a.out, a.x), "linear", "accumulate: out must not alias x");
-  }
+  if (a.accumulate) require(!overlaps(a.out, a.x), "linear", "accumulate: out must not alias x");
   SKV_DISPATCH(linear, dev, a);
 }
 
@@ -165,7 +166,7 @@ void swiglu(const SwigluArgs& a) {
     require(a.gate.dim(1) % 2 == 0 && a.out.dim(0) == a.gate.dim(0) && a.out.dim(1) * 2 == a.gate.dim(1), "swiglu",
             "packed: gate must be [n, 2 * hidden] and out [n, hidden], got " + a.gate.describe() + " and " +
                 a.out.describe());
-    require(a.out.data != a.gate.data || a.gate.dim(0) <= 1, "swiglu", "packed: out must not alias gate");
+    require(!overlaps(a.out, a.gate), "swiglu", "packed: out must not overlap gate");
   } else {
     require(a.up.dtype == DType::kF32, "swiglu", "f32 only");
     require(a.up.shape == a.gate.shape && a.out.shape == a.gate.shape, "swiglu", "gate, up and out differ in shape");
@@ -192,6 +193,11 @@ void split_qkv_rope(const SplitQkvRopeArgs& a) {
           "positions must be [n_tokens] i64");
   require_f32(op, "inv_freq", a.inv_freq, 1);
   require(a.inv_freq.dim(0) == d / 2, op, "inv_freq must be [head_dim / 2]");
+  for (const TensorView* t : {&a.q, &a.k, &a.v, &a.k_pre})
+    require(!overlaps(*t, a.qkv), op, "the outputs must not overlap qkv");
+  require(!overlaps(a.q, a.k) && !overlaps(a.q, a.v) && !overlaps(a.k, a.v) && !overlaps(a.k_pre, a.k) &&
+              !overlaps(a.k_pre, a.v) && !overlaps(a.k_pre, a.q),
+          op, "q, k, v and k_pre must not overlap");
   SKV_DISPATCH(split_qkv_rope, dev, a);
 }
 

@@ -54,6 +54,8 @@ TEST(FusedOps, SwigluPackedEqualsSeparate) {
   HostBuffer wrong(DType::kF32, {3, 5});
   EXPECT_THROW(swiglu({.gate = packed.view(), .out = wrong.view()}), Error);
   EXPECT_THROW(swiglu({.gate = packed.view(), .out = packed.view().reshape({6, 4})}), Error);
+  // a partial overlap (out starting inside gate's second row) is refused too
+  EXPECT_THROW(swiglu({.gate = packed.view(), .out = TensorView(packed.ptr<float>() + 8, DType::kF32, {2, 4})}), Error);
 }
 
 // split_qkv_rope against the definition: columns [0, hq*d) are q, then k, then v; q and k rotated by `rope`.
@@ -109,6 +111,14 @@ TEST(FusedOps, SplitQkvRopeRejectsBadShapes) {
   HostBuffer v_bad(DType::kF32, {2, 1, 4});
   EXPECT_THROW(split_qkv_rope({.qkv = qkv.view(), .positions = pos, .inv_freq = inv_freq.view(), .q = q.view(),
                                .k = k.view(), .v = v_bad.view()}),
+               Error);
+  // outputs overlapping the input or each other
+  EXPECT_THROW(split_qkv_rope({.qkv = qkv.view(), .positions = pos, .inv_freq = inv_freq.view(),
+                               .q = TensorView(qkv.ptr<float>(), DType::kF32, {2, 4, 8}), .k = k.view(),
+                               .v = v.view()}),
+               Error);
+  EXPECT_THROW(split_qkv_rope({.qkv = qkv.view(), .positions = pos, .inv_freq = inv_freq.view(), .q = q.view(),
+                               .k = k.view(), .v = k.view()}),
                Error);
   auto bad_freq = random_tensor({3}, 42);
   EXPECT_THROW(split_qkv_rope({.qkv = qkv.view(), .positions = pos, .inv_freq = bad_freq.view(), .q = q.view(),
