@@ -41,14 +41,6 @@ command -v ninja > /dev/null && GEN=(-G Ninja)
     "${HAY[@]}" --out "$OUT/eval.jsonl" --json > "$OUT/eval-summary.json" 2> /dev/null
   [ "${ONLY_EVAL:-0}" = 1 ] && exit 0
   echo "== decode, Llama-3.1-8B shape, batch 1 (graphs on)"
-  mkdir -p /tmp/l8b
-  cat > /tmp/l8b/config.json <<'JSON'
-{"architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
- "max_position_embeddings": 131072, "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32,
- "num_key_value_heads": 8, "rms_norm_eps": 1e-05, "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0,
- "high_freq_factor": 4.0, "original_max_position_embeddings": 8192, "rope_type": "llama3"}, "rope_theta": 500000.0,
- "tie_word_embeddings": false, "torch_dtype": "bfloat16", "vocab_size": 128256}
-JSON
-  timeout 150 "$BUILD/shadowkv" bench --device cuda --model /tmp/l8b --random-weights --context 32k,122k \
+  timeout 150 "$BUILD/shadowkv" bench --device cuda --model "$ROOT/bench/configs/llama-3.1-8b" --random-weights --context 32k,122k \
     --batch 1,4,auto 2>&1 | grep -E "^\||^CUDA graphs|^device"
 } 2>&1 | tee "$OUT/log.txt"

@@ -94,18 +94,8 @@ fi
 step generate_testbed_cuda 60 "$SKV" generate --device cuda --model "$ROOT/models/testbed" \
   --prompt "The special magic number for quiet river is: 4417321." --max-tokens 40 --json
 
-# Llama-3.1-8B's published config.json (meta-llama/Llama-3.1-8B), weights random on the device.
-L8B="$LOGS/llama-3.1-8b-config"
-mkdir -p "$L8B"
-cat > "$L8B/config.json" <<'JSON'
-{"architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 128000,
- "eos_token_id": 128001, "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02,
- "intermediate_size": 14336, "max_position_embeddings": 131072, "mlp_bias": false, "model_type": "llama",
- "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "pretraining_tp": 1,
- "rms_norm_eps": 1e-05, "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
- "original_max_position_embeddings": 8192, "rope_type": "llama3"}, "rope_theta": 500000.0,
- "tie_word_embeddings": false, "torch_dtype": "bfloat16", "use_cache": true, "vocab_size": 128256}
-JSON
+# Llama-3.1-8B's published config.json (bench/configs), weights random on the device.
+L8B="$ROOT/bench/configs/llama-3.1-8b"
 step plan_8b 30 "$SKV" plan --device cuda --model "$L8B" --context 122k
 step bench_8b 200 "$SKV" bench --device cuda --model "$L8B" --random-weights --context 32k,122k --batch 1,auto
 step bench_8b_nographs 90 "$SKV" bench --device cuda --model "$L8B" --random-weights --context 32k --batch 1,4 \

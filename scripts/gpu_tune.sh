@@ -22,17 +22,9 @@ command -v ninja > /dev/null && GEN=(-G Ninja)
   echo "== decode attention split sweep"
   timeout 240 "$BUILD/bench/bench_attention_decode" 2>&1 | grep -vE "^RESULT"
   echo "== 32K prefill by chunk size (Llama-3.1-8B shape, random bf16 weights)"
-  mkdir -p /tmp/l8b
-  cat > /tmp/l8b/config.json <<'JSON'
-{"architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
- "max_position_embeddings": 131072, "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32,
- "num_key_value_heads": 8, "rms_norm_eps": 1e-05, "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0,
- "high_freq_factor": 4.0, "original_max_position_embeddings": 8192, "rope_type": "llama3"}, "rope_theta": 500000.0,
- "tie_word_embeddings": false, "torch_dtype": "bfloat16", "vocab_size": 128256}
-JSON
   for chunk in 512 1024 2048 4096 8192; do
     echo "-- prefill chunk $chunk"
-    timeout 90 "$BUILD/shadowkv" bench --device cuda --model /tmp/l8b --random-weights --context 32k --batch 1 \
+    timeout 90 "$BUILD/shadowkv" bench --device cuda --model "$ROOT/bench/configs/llama-3.1-8b" --random-weights --context 32k --batch 1 \
       --steps 10 --prefill-chunk "$chunk" 2>&1 | grep -E "^\| 32768|error"
   done
 } 2>&1 | tee "$LOG"
