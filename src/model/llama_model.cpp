@@ -139,7 +139,9 @@ void require_weights_fit(const ModelConfig& c, const ModelOptions& o) {
 
 }  // namespace
 
-int64_t default_prefill_chunk(DeviceKind device) { return device == DeviceKind::kCuda ? 2048 : 512; }
+int64_t default_prefill_chunk(DeviceKind device) {
+  return device == DeviceKind::kCuda ? kCudaPrefillChunk : kCpuPrefillChunk;
+}
 
 LlamaModel::LlamaModel(std::shared_ptr<const LoadedModel> model, ModelOptions options)
     : model_(std::move(model)), options_(resolved(options)), ws_(std::make_unique<Workspace>()) {

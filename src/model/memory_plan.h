@@ -11,6 +11,10 @@
 
 namespace skv {
 
+// Tokens per prefill chunk on CUDA and the CPU by default (default_prefill_chunk in llama_model.h says why).
+inline constexpr int64_t kCudaPrefillChunk = 2048;
+inline constexpr int64_t kCpuPrefillChunk = 512;
+
 // Bytes of the weights on the device: the matrices and the embedding in `matrix_dtype` (lm_head once when tied),
 // norms and biases in f32.
 int64_t model_weight_bytes(const ModelConfig& config, DType matrix_dtype);
@@ -28,7 +32,7 @@ struct MemoryPlanRequest {
   int64_t batch = 1;                   // sequences; 0: as many as fit
   DType weight_dtype = DType::kBF16;
   DType kv_dtype = DType::kBF16;       // the CUDA KV cache's: bf16 or f32
-  int64_t prefill_chunk = 2048;  // default_prefill_chunk(kCuda): the planner plans device memory
+  int64_t prefill_chunk = kCudaPrefillChunk;  // the planner plans device memory
   int64_t memory_bytes = 0;            // device memory available (free memory, or an override)
   int64_t margin_bytes = -1;           // -1: default_margin_bytes(memory_bytes)
 };

@@ -33,7 +33,7 @@ struct BenchFlags {
   bool random_weights = false;
   uint64_t seed = 1;
   int64_t steps = 20;
-  int64_t prefill_chunk = 2048;  // default_prefill_chunk(kCuda)
+  int64_t prefill_chunk = kCudaPrefillChunk;
   std::string cuda_graphs = "on";
   bool json = false;
 };
@@ -294,7 +294,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--random-weights", f->random_weights, "Generate the weights on the device (no safetensors needed)");
   cmd->add_option("--seed", f->seed, "Seed of the random weights (default 1)");
   cmd->add_option("--steps", f->steps, "Timed decode steps (default 20)");
-  cmd->add_option("--prefill-chunk", f->prefill_chunk, "Tokens per prefill chunk (default 2048)");
+  cmd->add_option("--prefill-chunk", f->prefill_chunk, "Tokens per prefill chunk (default " + std::to_string(kCudaPrefillChunk) + ")");
   cmd->add_option("--cuda-graphs", f->cuda_graphs,
                   "on (default): decode steps of up to 8 sequences with bf16 weights replay CUDA graphs; off: every "
                   "kernel launched op by op (to measure what the graphs save)");

@@ -25,7 +25,7 @@ struct PlanFlags {
   std::string weight_dtype = "bf16";
   std::string kv_dtype = "bf16";
   double memory_gib = 0;
-  int64_t prefill_chunk = 2048;  // default_prefill_chunk(kCuda)
+  int64_t prefill_chunk = kCudaPrefillChunk;
   bool json = false;
 };
 
@@ -107,7 +107,7 @@ void add_plan_command(CLI::App& app) {
   cmd->add_option("--weight-dtype", f->weight_dtype, "bf16 or f32 (default bf16)");
   cmd->add_option("--kv-dtype", f->kv_dtype,
                   "KV cache dtype of the CUDA backend planned for: bf16 (default) or f32 (4 bytes per element)");
-  cmd->add_option("--prefill-chunk", f->prefill_chunk, "Tokens per prefill chunk (default 2048, as on CUDA)");
+  cmd->add_option("--prefill-chunk", f->prefill_chunk, "Tokens per prefill chunk (default " + std::to_string(kCudaPrefillChunk) + ", as on CUDA)");
   cmd->add_flag("--json", f->json, "Print JSON");
   cmd->callback([f] { run_plan(*f); });
 }
