@@ -3,7 +3,9 @@
 # run `ctest -L cuda`, a compute-sanitizer memcheck of the op, fused-op and graph tests, stories15M greedy on CUDA
 # in the exact mode (f32 weights + f32 KV) against the CPU backend, and benchmark Llama-3.1-8B (its published
 # config, random bf16 weights generated on the device) at 32K and 122K tokens with batch 1 and the largest that
-# fits, CUDA graphs on and off. Every step is logged and timed; a failing step is recorded and the script goes
+# fits, CUDA graphs on and off, programmatic dependent launch (PDL) on and off, and the op benchmarks of the
+# decode path (bench_linear, bench_attention_decode: PDL off/on). With nsys on the machine and time left, a
+# profile of 32K batch-1 decode steps gives the time of every kernel (kernels.txt). Every step is logged and timed; a failing step is recorded and the script goes
 # on. Everything lands in ONE tarball $OUT/gpu-model-logs.tar.gz plus $OUT/summary.txt and $OUT/bench.md.
 # About 8 minutes with 16 cores.
 #
@@ -61,9 +63,9 @@ export SKV_STORIES15M_DIR=${STORIES:-$ROOT/models/stories15M}
 GEN=()
 command -v ninja > /dev/null && GEN=(-G Ninja)
 step configure 120 cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DSKV_CUDA=ON \
-  -DSKV_BENCH=OFF -DSKV_TESTS=ON "${SHARED[@]}"
+  -DSKV_BENCH=ON -DSKV_TESTS=ON "${SHARED[@]}"
 step build 330 cmake --build "$BUILD" -j "$JOBS" --target shadowkv test_model_cuda test_ops_cuda test_memory_plan \
-  test_fused_ops_cuda test_decode_graphs_cuda
+  test_fused_ops_cuda test_decode_graphs_cuda bench_linear bench_attention_decode
 SKV="$BUILD/shadowkv"
 echo "stories15M: $SKV_STORIES15M_DIR"
 
@@ -77,7 +79,7 @@ step ctest_cuda 200 ctest --test-dir "$BUILD" -L cuda --output-on-failure --time
 # not DeviceBasics, whose deliberate 1 PiB allocation memcheck counts as an error.
 if command -v compute-sanitizer > /dev/null; then
   step memcheck_fused 120 compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/tests/ops/test_fused_ops_cuda"
-  step memcheck_ops 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/tests/ops/test_ops_cuda" \
+  [ "${MEMCHECK_OPS:-1}" = 1 ] && step memcheck_ops 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/tests/ops/test_ops_cuda" \
     --gtest_filter='OpsCuda.Embedding*:OpsCuda.RmsNorm*:OpsCuda.Rope*:OpsCuda.Swiglu*:OpsCuda.AttentionDecodeBatchInvalid*:OpsCuda.AttentionDecodeMatches*:OpsCuda.SampleTokens*:OpsCuda.*Generic*:OpsCuda.Linear*'
   step memcheck_graphs 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
     "$BUILD/tests/model/test_decode_graphs_cuda" --gtest_filter='*HeadDim64*'
@@ -100,10 +102,27 @@ step plan_8b 30 "$SKV" plan --device cuda --model "$L8B" --context 122k
 step bench_8b 200 "$SKV" bench --device cuda --model "$L8B" --random-weights --context 32k,122k --batch 1,auto
 step bench_8b_nographs 90 "$SKV" bench --device cuda --model "$L8B" --random-weights --context 32k --batch 1,4 \
   --cuda-graphs off
-step bench_8b_graphs4 90 "$SKV" bench --device cuda --model "$L8B" --random-weights --context 32k --batch 4 \
-  --prefill-chunk 2048
+step bench_8b_nopdl 120 "$SKV" bench --device cuda --model "$L8B" --random-weights --context 32k,122k --batch 1 \
+  --pdl off
+step bench_linear 90 "$BUILD/bench/bench_linear"
+step bench_attention_decode 90 "$BUILD/bench/bench_attention_decode"
+if command -v nsys > /dev/null && [ $(( $(date +%s) - START )) -lt 450 ]; then
+  step nsys_decode 100 nsys profile -o "$LOGS/decode32k" --force-overwrite true "$SKV" bench --device cuda \
+    --model "$L8B" --random-weights --context 32k --batch 1 --steps 20
+  step nsys_stats 60 nsys stats --report cuda_gpu_kern_sum --format csv --output "$LOGS/kernels" "$LOGS/decode32k.nsys-rep"
+  # per kernel: time share, instances, average ns, name
+  python3 - "$LOGS" > "$OUT/kernels.txt" 2>&1 <<'PYEOF'
+import csv, glob, sys
+f = (glob.glob(sys.argv[1] + "/kernels*.csv") or [None])[0]
+if f:
+    for r in list(csv.DictReader(open(f)))[:30]:
+        print(r.get("Time (%)"), r.get("Instances"), r.get("Avg (ns)"), r.get("Name", "")[:110])
+PYEOF
+else
+  skip nsys_decode "no nsys or no time left"
+fi
 {
-  for b in bench_8b bench_8b_nographs bench_8b_graphs4; do
+  for b in bench_8b bench_8b_nographs bench_8b_nopdl; do
     echo "## $b"
     grep -hE "^\||^CUDA graphs|^device:" "$LOGS/$b.log" 2>/dev/null
   done
@@ -114,7 +133,7 @@ step bench_8b_graphs4 90 "$SKV" bench --device cuda --model "$L8B" --random-weig
   awk '{split($2, r, "="); printf "%-24s %s\n", $1, (r[2] == "0" ? "ok" : "FAILED/SKIPPED (" r[2] " " $3 ")")}' "$LOGS/steps.txt"
   grep -hE "tests passed|tests failed" "$LOGS/ctest_cuda.log" 2>/dev/null | sed 's/^/tests: /'
   grep -hE "^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess aborted|Exception)\)" "$LOGS/ctest_cuda.log" 2>/dev/null | head -15
-  grep -hE "^(f32|bf16|graphs:)" "$LOGS/model_cuda_verbose.log" "$LOGS/graphs_verbose.log" 2>/dev/null | cut -c1-300
+  grep -hE "^(f32|bf16|graphs:|pdl:)" "$LOGS/model_cuda_verbose.log" "$LOGS/graphs_verbose.log" 2>/dev/null | cut -c1-300
   grep -hE "ERROR SUMMARY" "$LOGS"/memcheck_*.log 2>/dev/null | sed 's/^/memcheck: /'
   # stories15M: the greedy ids of the CUDA runs against the CPU backend's
   [ -f "$LOGS/stories_cpu.log" ] && python3 - "$LOGS" <<'PYEOF' 2>&1 | head -4
@@ -137,6 +156,7 @@ PYEOF
   grep -hE "prefill: .*tokens/s" "$LOGS"/generate_cuda_*.log 2>/dev/null
   grep -hE "^device:|^weights " "$LOGS"/bench_8b*.log 2>/dev/null | head -3
   cat "$OUT/bench.md" 2>/dev/null
+  grep -hE "^(linear|decode attention|ceiling)" "$LOGS/bench_linear.log" "$LOGS/bench_attention_decode.log" 2>/dev/null
   grep -hE "^error:" "$LOGS"/*.log 2>/dev/null | head -10
 } | tee "$LOGS/summary.txt"
 cp "$LOGS/summary.txt" "$OUT/summary.txt"

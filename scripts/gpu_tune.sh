@@ -20,7 +20,7 @@ command -v ninja > /dev/null && GEN=(-G Ninja)
   cmake --build "$BUILD" -j "${JOBS:-16}" --target bench_attention_decode shadowkv > "$OUT/build.log" 2>&1 ||
     { echo "build failed"; grep -E "error" "$OUT/build.log" | head -20; }
   echo "== decode attention split sweep"
-  timeout 240 "$BUILD/bench/bench_attention_decode" 2>&1 | grep -vE "^RESULT"
+  timeout 240 "$BUILD/bench/bench_attention_decode" --sweep 2>&1 | grep -vE "^RESULT"
   echo "== 32K prefill by chunk size (Llama-3.1-8B shape, random bf16 weights)"
   for chunk in 512 1024 2048 4096 8192; do
     echo "-- prefill chunk $chunk"

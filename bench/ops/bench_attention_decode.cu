@@ -2,8 +2,10 @@
 // bf16 KV cache, contexts 32K and 128K, batch 1 and 8. Bytes per step = every sequence's K and V read once
 // (+ q and out), compared with the streaming-read and copy bandwidth measured in the same run (target >= 85%).
 // Several caches are rotated so that each timed call reads memory not left in L2 by the previous one.
-// Then a sweep of the split plan's target CTA count (decode_splits.h) at batch 1 and 8, to choose its default.
+// The default plan is timed with programmatic dependent launch off and on (back-to-back calls, as in a decode
+// step); `--sweep` adds a sweep of the split plan's target CTA count (decode_splits.h) at batch 1 and 8.
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "bench/ops/bench_common.cuh"
@@ -12,19 +14,22 @@
 
 using namespace skv;
 
-int main() {
+int main(int argc, char** argv) {
   if (!bench::require_gpu()) return 0;
+  const bool sweep = argc > 1 && std::strcmp(argv[1], "--sweep") == 0;
   try {
     const bench::Ceilings ceil = bench::measure_ceilings(false);
     const int64_t n_q_heads = 32, n_kv_heads = 8, head_dim = 128;
     const size_t l2 = device_properties(0).l2_cache_bytes;
     const int64_t sms = device_properties(0).multiprocessors;
-    // target 0 = the default plan; then multiples of the SM count (1 = one CTA per SM in one wave).
-    for (int64_t target : {int64_t{0}, sms, 2 * sms, 3 * sms, 4 * sms, 6 * sms, 8 * sms})
+    // target -1: the default plan without PDL, 0: the default plan with PDL; then multiples of the SM count
+    // (1 = one CTA per SM in one wave).
+    for (int64_t target : {int64_t{-1}, int64_t{0}, sms, 2 * sms, 3 * sms, 4 * sms, 6 * sms, 8 * sms})
     for (int64_t ctx : {32768, 131072}) {
       for (int64_t batch : {1, 8}) {
-        if (target != 0 && batch == 8 && ctx == 131072) continue;  // the sweep's point is small grids
-        cuda::decode_split_target_ctas_override() = target;
+        if (target > 0 && (!sweep || (batch == 8 && ctx == 131072))) continue;  // the sweep's point is small grids
+        set_programmatic_launch(target != -1);
+        cuda::decode_split_target_ctas_override() = target > 0 ? target : 0;
         const cuda::DecodeSplitPlan plan = cuda::plan_decode_splits(batch, n_q_heads, n_kv_heads, ctx, 0);
         const size_t cache_bytes = static_cast<size_t>(batch * ctx * n_kv_heads * head_dim) * 2 * 2;
         // copies of the cache so that the bytes between two reads of one copy exceed 4x L2 (at most 8)
@@ -56,10 +61,10 @@ int main() {
         const double ms = bench::time_ms(step, 30, 4, 3);
         const double bytes = static_cast<double>(cache_bytes) + 2.0 * batch * n_q_heads * head_dim * 4;
         const double gbs = bytes / (ms * 1e6);
-        std::printf("decode attention ctx %6lld batch %lld target %4lld CTAs (%d splits of %d keys, %lld CTAs): %.3f ms, "
+        std::printf("decode attention ctx %6lld batch %lld target %4lld CTAs%s (%d splits of %d keys, %lld CTAs): %.3f ms, "
                     "%.0f GB/s = %.1f%% of streaming read, %.1f%% of copy\n",
                     static_cast<long long>(ctx), static_cast<long long>(batch), static_cast<long long>(target),
-                    plan.n_splits, plan.split_len, static_cast<long long>(plan.n_splits * batch * n_kv_heads), ms, gbs,
+                    target == -1 ? " no PDL" : target == 0 ? " PDL" : "", plan.n_splits, plan.split_len, static_cast<long long>(plan.n_splits * batch * n_kv_heads), ms, gbs,
                     100 * gbs / ceil.read_gbs, 100 * gbs / ceil.copy_gbs);
         bench::print_result("decode_ctx" + std::to_string(ctx) + "_b" + std::to_string(batch) + "_target" +
                                 std::to_string(target),
@@ -67,6 +72,7 @@ int main() {
       }
     }
     cuda::decode_split_target_ctas_override() = 0;
+    set_programmatic_launch(true);
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -1,6 +1,8 @@
 // linear at Llama-3.1-8B's projection shapes with bf16 weights: n = 1 and 8 (decode: bytes = the weights, vs
 // streaming-read bandwidth; weights rotated among copies larger than L2) and n = 4096 (prefill: FLOPs vs the dense
-// bf16 GEMM rate). Each path: 1 = cuBLAS, 2 = the small-n kernel (n <= 8); path 0 (automatic) is what linear() does.
+// bf16 GEMM rate). Each path: 1 = cuBLAS, 2 = the small-n kernel (n <= 8), timed with programmatic dependent
+// launch off and on (back-to-back calls: with PDL each call's first weight loads overlap the previous call's end,
+// as in a decode step); path 0 (automatic) is what linear() does.
 #include <cstdio>
 #include <vector>
 
@@ -29,27 +31,33 @@ int main() {
         DeviceBuffer x(DType::kF32, {n, p.in}), out(DType::kF32, {n, p.out});
         bench::fill_random(x.view(), 7);
         reserve_scratch(ScratchSlot::kLinearInput, static_cast<size_t>(n * p.in) * 2);
-        for (int path : {1, 2}) {
+        for (int variant : {1, 2, 3}) {
+          const int path = variant == 1 ? 1 : 2;
+          const bool pdl = variant == 3;
           if (path == 2 && n > 8) continue;
+          set_programmatic_launch(pdl);
           int64_t it = 0;
           auto call = [&] {
             cuda::linear_with_path({.x = x.view(), .w = ws[static_cast<size_t>(it++ % copies)].view(), .out = out.view()}, path);
           };
           const bool decode = n <= 8;
           const double ms = bench::time_ms(call, decode ? 50 : 10, decode ? 10 : 2, 3);
-          const std::string name = std::string("linear_") + p.name + "_n" + std::to_string(n) + (path == 1 ? "_cublas" : "_small");
+          const char* label = variant == 1 ? "cuBLAS" : pdl ? "small+pdl" : "small";
+          const std::string name = std::string("linear_") + p.name + "_n" + std::to_string(n) +
+                                   (variant == 1 ? "_cublas" : pdl ? "_small_pdl" : "_small");
           if (decode) {
             const double gbs = (static_cast<double>(w_bytes) + static_cast<double>(n * (p.in + p.out)) * 4) / (ms * 1e6);
-            std::printf("linear %-7s n %4lld %-6s: %.4f ms, %.0f GB/s = %.1f%% of streaming read\n", p.name,
-                        static_cast<long long>(n), path == 1 ? "cuBLAS" : "small", ms, gbs, 100 * gbs / ceil.read_gbs);
+            std::printf("linear %-7s n %4lld %-9s: %.4f ms, %.0f GB/s = %.1f%% of streaming read\n", p.name,
+                        static_cast<long long>(n), label, ms, gbs, 100 * gbs / ceil.read_gbs);
             bench::print_result(name, gbs, "GB/s", ceil.read_gbs, "read");
           } else {
             const double tflops = 2.0 * n * p.in * p.out / (ms * 1e9);
-            std::printf("linear %-7s n %4lld %-6s: %.4f ms, %.0f TFLOP/s = %.1f%% of dense bf16\n", p.name,
+            std::printf("linear %-7s n %4lld %-9s: %.4f ms, %.0f TFLOP/s = %.1f%% of dense bf16\n", p.name,
                         static_cast<long long>(n), "cuBLAS", ms, tflops, 100 * tflops / ceil.bf16_tflops);
             bench::print_result(name, tflops, "TFLOP/s", ceil.bf16_tflops, "gemm");
           }
         }
+        set_programmatic_launch(true);
       }
     }
   } catch (const Error& e) {

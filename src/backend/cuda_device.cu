@@ -412,6 +412,20 @@ uint64_t scratch_generation(int device) {
   return g_scratch_generation.load();
 }
 
+// ---- programmatic dependent launch
+
+namespace {
+std::atomic<bool> g_programmatic_launch{true};
+}  // namespace
+
+bool programmatic_launch_enabled(int device) {
+  return g_programmatic_launch.load(std::memory_order_relaxed) && device_properties(device).major >= 9;
+}
+
+void set_programmatic_launch(bool on) {
+  if (g_programmatic_launch.exchange(on) != on) ++g_scratch_generation;
+}
+
 // ---- graphs
 
 CudaGraph::~CudaGraph() { release(); }

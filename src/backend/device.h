@@ -197,6 +197,14 @@ void release_scratch(int device = 0);
 // the one it was captured at.
 uint64_t scratch_generation(int device = 0);
 
+// Programmatic dependent launch (sm_90+): the decode-path kernels are launched so that each may start while the
+// kernel before it in the stream finishes, doing its independent work (its CTAs' launch, a GEMV's first weight
+// loads) before it waits for that kernel's results (griddepcontrol.wait); see ops/cuda/common.cuh. On by default
+// on devices that support it; set_programmatic_launch(false) turns it off process-wide (benchmarks compare both).
+// Changing it moves scratch_generation, so captured graphs are rebuilt with the new launch mode.
+bool programmatic_launch_enabled(int device = 0);
+void set_programmatic_launch(bool on);
+
 // Work one thread enqueues on one stream, captured once and replayed with a single launch (a CUDA graph): the
 // decode step of a fixed batch shape, hundreds of small kernels at batch 1. Move-only.
 //

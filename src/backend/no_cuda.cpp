@@ -79,6 +79,8 @@ void reserve_scratch(ScratchSlot, size_t, int) { no_cuda(); }
 size_t scratch_bytes(ScratchSlot, int) { return 0; }
 void release_scratch(int) { no_cuda(); }
 uint64_t scratch_generation(int) { return 0; }
+bool programmatic_launch_enabled(int) { return false; }
+void set_programmatic_launch(bool) {}
 
 CudaGraph::~CudaGraph() = default;
 CudaGraph::CudaGraph(CudaGraph&&) noexcept {}

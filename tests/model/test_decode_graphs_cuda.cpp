@@ -4,6 +4,7 @@
 // runs the same kernels on the same data), graphs must actually be captured and replayed, and a change of shape
 // (a sequence joining, a length crossing a bucket of the cache's key, a prefill in between) must be
 // followed, never replayed stale. Label cuda: skipped without a device.
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -121,6 +122,33 @@ TEST(DecodeGraphsCuda, NewCacheIsNotReplayedWithOldAddresses) {
     }
   }
   EXPECT_GE(graphed.model->decode_stats().replays, 6);
+}
+
+// Programmatic dependent launch (sm_90: each decode kernel may start while the one before it ends, common.cuh)
+// must not change a bit of the results, op by op or in graphs, through prefill, a length-bucket change and a
+// batch change.
+TEST(DecodeGraphsCuda, ProgrammaticLaunchChangesNothing) {
+  SKV_REQUIRE_CUDA_OR_SKIP();
+  const ModelConfig c = small_config(128, false);
+  auto run_all = [&](bool pdl, bool graphs) {
+    set_programmatic_launch(pdl);
+    Runner r(c, graphs, 2, 2048);
+    r.prefill(0, 1010);
+    r.prefill(1, 50);
+    std::vector<std::vector<float>> out;
+    for (int i = 0; i < 24; ++i) out.push_back(r.step(i < 16 ? std::vector<SeqId>{0} : std::vector<SeqId>{1, 0}, i));
+    return out;
+  };
+  const auto ordinary = run_all(false, false);
+  for (const bool graphs : {false, true}) {
+    const auto programmatic = run_all(true, graphs);
+    ASSERT_EQ(programmatic.size(), ordinary.size());
+    for (size_t i = 0; i < ordinary.size(); ++i)
+      ASSERT_EQ(std::memcmp(programmatic[i].data(), ordinary[i].data(), ordinary[i].size() * sizeof(float)), 0)
+          << "step " << i << (graphs ? " (graphs)" : " (op by op)") << ": PDL changed the logits";
+  }
+  set_programmatic_launch(true);
+  std::printf("pdl: programmatic launch %s on this device\n", programmatic_launch_enabled(0) ? "active" : "inactive");
 }
 
 // f32 weights take cuBLAS, which is not captured: every step runs eagerly and nothing breaks.

@@ -35,6 +35,7 @@ struct BenchFlags {
   int64_t steps = 20;
   int64_t prefill_chunk = kCudaPrefillChunk;
   std::string cuda_graphs = "on";
+  std::string pdl = "on";
   bool json = false;
 };
 
@@ -103,6 +104,9 @@ void run_bench(const BenchFlags& f) {
   if (f.cuda_graphs != "on" && f.cuda_graphs != "off")
     throw Error(ErrorCode::kInvalidArgument, "--cuda-graphs must be on or off, got '" + f.cuda_graphs + "'");
   mo.cuda_graphs = f.cuda_graphs == "on";
+  if (f.pdl != "on" && f.pdl != "off")
+    throw Error(ErrorCode::kInvalidArgument, "--pdl must be on or off, got '" + f.pdl + "'");
+  set_programmatic_launch(f.pdl == "on");
   std::unique_ptr<LlamaModel> model;
   if (f.random_weights) {
     model = LlamaModel::with_random_weights(load_hf_config(dir / "config.json"), mo, f.seed);
@@ -234,6 +238,7 @@ void run_bench(const BenchFlags& f) {
     j["weight_dtype"] = dtype_name(weight_dtype);
     j["kv_dtype"] = dtype_name(kv_dtype);
     j["cuda_graphs"] = mo.cuda_graphs;
+    j["programmatic_launch"] = programmatic_launch_enabled(dev);
     j["decode_steps_from_graphs"] = model->decode_stats().replays;
     j["decode_steps_eager"] = model->decode_stats().eager_steps;
     j["random_weights"] = f.random_weights;
@@ -261,9 +266,11 @@ void run_bench(const BenchFlags& f) {
               "bytes read per step) / copy bandwidth\n",
               format_gib(weight_read).c_str(), dtype_name(weight_dtype), dtype_name(kv_dtype),
               static_cast<long long>(f.steps), static_cast<long long>(extra));
-  std::printf("CUDA graphs %s: %lld decode steps replayed from graphs, %lld launched op by op (warm-up included)\n",
+  std::printf("CUDA graphs %s: %lld decode steps replayed from graphs, %lld launched op by op (warm-up included); "
+              "programmatic dependent launch %s\n",
               mo.cuda_graphs ? "on" : "off", static_cast<long long>(model->decode_stats().replays),
-              static_cast<long long>(model->decode_stats().eager_steps));
+              static_cast<long long>(model->decode_stats().eager_steps),
+              programmatic_launch_enabled(dev) ? "on" : "off");
   std::printf("batch > 1: one sequence is prefilled and its KV copied into the other slots (device copies)\n\n");
   std::printf("| context | batch | prefill ms | prefill tok/s | decode step ms (median) | decode tok/s | device "
               "memory used | bound ms | of bound |\n");
@@ -298,6 +305,9 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--cuda-graphs", f->cuda_graphs,
                   "on (default): decode steps of up to 8 sequences with bf16 weights replay CUDA graphs; off: every "
                   "kernel launched op by op (to measure what the graphs save)");
+  cmd->add_option("--pdl", f->pdl,
+                  "on (default, sm_90+): the decode kernels use programmatic dependent launch, each starting while "
+                  "the one before it finishes; off: ordinary launches (to measure what PDL saves)");
   cmd->add_flag("--json", f->json, "Print one JSON object instead of the table");
   cmd->callback([f] { run_bench(*f); });
 }

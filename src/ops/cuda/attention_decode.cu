@@ -61,6 +61,7 @@ __device__ __forceinline__ bool sequence_valid(const DecodeParams& p, int seq, i
 
 template <int D>
 __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodeParams p) {
+  pdl_enter();  // q, the cache (its newest row) and the lengths come from the kernels and copies before
   constexpr int kStride = D + 8;
   constexpr int kChunks = D / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -242,6 +243,7 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
 // One CTA of D threads per (query head, sequence).
 template <int D>
 __global__ void __launch_bounds__(D) decode_combine_kernel(const DecodeParams p) {
+  pdl_enter();
   const int head = blockIdx.x, seq = blockIdx.y, d = threadIdx.x;
   const int64_t row = static_cast<int64_t>(seq) * p.n_q_heads + head;
   float* out = p.out + row * D;
@@ -306,18 +308,14 @@ void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, 
   if (head_dim == 64) {
     constexpr size_t smem = decode_smem_bytes<64>();
     SKV_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    decode_split_kernel<64><<<grid, kThreads, smem, stream>>>(p);
-    SKV_CUDA_CHECK_LAUNCH();
-    decode_combine_kernel<64><<<combine_grid, 64, 0, stream>>>(p);
-    SKV_CUDA_CHECK_LAUNCH();
+    launch_after_previous(decode_split_kernel<64>, grid, kThreads, smem, stream, p);
+    launch_after_previous(decode_combine_kernel<64>, combine_grid, 64, 0, stream, p);
   } else {
     SKV_ASSERT(head_dim == 128);
     constexpr size_t smem = decode_smem_bytes<128>();
     SKV_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    decode_split_kernel<128><<<grid, kThreads, smem, stream>>>(p);
-    SKV_CUDA_CHECK_LAUNCH();
-    decode_combine_kernel<128><<<combine_grid, 128, 0, stream>>>(p);
-    SKV_CUDA_CHECK_LAUNCH();
+    launch_after_previous(decode_split_kernel<128>, grid, kThreads, smem, stream, p);
+    launch_after_previous(decode_combine_kernel<128>, combine_grid, 128, 0, stream, p);
   }
 }
 

@@ -278,6 +278,7 @@ __device__ __forceinline__ bool sequence_valid(const DecodeParams& p, int seq, i
 
 template <typename TKV>
 __global__ void __launch_bounds__(kThreads) decode_generic_split_kernel(const DecodeParams p) {
+  pdl_enter();
   extern __shared__ float smem_f[];
   const int D = p.head_dim, ld = p.ld;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -319,6 +320,7 @@ __global__ void __launch_bounds__(kThreads) decode_generic_split_kernel(const De
 
 // One CTA of head_dim threads (rounded up to a warp) per (query head, sequence).
 __global__ void decode_generic_combine_kernel(const DecodeParams p) {
+  pdl_enter();
   const int head = blockIdx.x, seq = blockIdx.y, d = threadIdx.x;
   if (d >= p.head_dim) return;
   const int64_t row = static_cast<int64_t>(seq) * p.n_q_heads + head;
@@ -351,11 +353,9 @@ void launch_decode(const DecodeParams& p, dim3 grid, dim3 combine_grid, cudaStre
   const size_t smem = smem_bytes(p.head_dim);
   auto kernel = decode_generic_split_kernel<TKV>;
   SKV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  kernel<<<grid, kThreads, smem, stream>>>(p);
-  SKV_CUDA_CHECK_LAUNCH();
+  launch_after_previous(kernel, grid, kThreads, smem, stream, p);
   const unsigned combine_threads = static_cast<unsigned>((p.head_dim + 31) / 32 * 32);
-  decode_generic_combine_kernel<<<combine_grid, combine_threads, 0, stream>>>(p);
-  SKV_CUDA_CHECK_LAUNCH();
+  launch_after_previous(decode_generic_combine_kernel, combine_grid, combine_threads, 0, stream, p);
 }
 
 // k and v: the first element of slot 0 ([n_slots, capacity, n_kv_heads, head_dim], f32 or bf16 = kv_dtype).

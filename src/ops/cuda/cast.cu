@@ -10,6 +10,7 @@ namespace {
 template <typename T>
 __global__ void cast_rows_kernel(const float* __restrict__ src, T* __restrict__ dst, const int64_t* __restrict__ rows,
                                  int64_t n_rows, int64_t row, int64_t n_dst) {
+  pdl_enter();
   for (int64_t i = blockIdx.x; i < n_rows; i += gridDim.x) {
     const int64_t r = rows != nullptr ? rows[i] : i;
     if (r < 0 || r >= n_dst) continue;  // skipped, never written out of bounds
@@ -33,11 +34,11 @@ void cast_rows(const CastRowsArgs& a) {
   const unsigned blocks = static_cast<unsigned>(n < 65535 ? n : 65535);
   const int threads = row >= 256 ? 256 : 128;
   if (a.dst.dtype == DType::kF32)
-    cast_rows_kernel<float><<<blocks, threads, 0, ctx.stream>>>(a.src.ptr<const float>(), a.dst.ptr<float>(), rows, n,
-                                                                 row, n_dst);
+    launch_after_previous(cast_rows_kernel<float>, blocks, threads, 0, ctx.stream, a.src.ptr<const float>(),
+                          a.dst.ptr<float>(), rows, n, row, n_dst);
   else
-    cast_rows_kernel<__nv_bfloat16><<<blocks, threads, 0, ctx.stream>>>(
-        a.src.ptr<const float>(), a.dst.ptr<__nv_bfloat16>(), rows, n, row, n_dst);
+    launch_after_previous(cast_rows_kernel<__nv_bfloat16>, blocks, threads, 0, ctx.stream, a.src.ptr<const float>(),
+                          a.dst.ptr<__nv_bfloat16>(), rows, n, row, n_dst);
   SKV_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,5 +1,5 @@
-// Shared helpers of the CUDA ops: error checks, the current stream, bf16 conversion, warp/block reductions and
-// the tensor-core primitives (ldmatrix, mma.sync m16n8k16 bf16, cp.async).
+// Shared helpers of the CUDA ops: error checks, the current stream, programmatic dependent launch, bf16
+// conversion, warp/block reductions and the tensor-core primitives (ldmatrix, mma.sync m16n8k16 bf16, cp.async).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "backend/device.h"
 #include "core/tensor.h"
@@ -39,6 +40,57 @@ inline void require_aligned(const char* op, const char* name, const TensorView& 
   if (!t.empty() && (reinterpret_cast<uintptr_t>(t.data) % bytes) != 0)
     throw Error(ErrorCode::kInvalidArgument, std::string(op) + ": " + name + " must be " + std::to_string(bytes) +
                                                  "-byte aligned on CUDA");
+}
+
+// ---- programmatic dependent launch (PDL, sm_90)
+//
+// A decode step is a chain of ~400 short kernels (12 per layer at batch 1, 3-60 us each): between two of them
+// the GPU drains one grid, then launches the next and waits for its first memory reads, a few microseconds of
+// idle bandwidth per boundary. With PDL the next kernel's CTAs start while the previous kernel's last CTAs run;
+// each does its independent work (a GEMV issues its first weight loads) and then waits for the previous grid
+// to complete and flush its memory (wait_for_previous_grid) before it reads or writes anything that grid (or an
+// earlier one) touches. Rules for a kernel launched with launch_after_previous():
+//  - EVERY thread calls wait_for_previous_grid() before its first dependent global access, on every path, early
+//    exits included (a grid whose CTAs never wait could complete before its predecessor, breaking the chain
+//    for the kernel after it);
+//  - it then calls allow_next_grid_launch(), so at most one grid waits ahead of the running one.
+// Without PDL (older devices, set_programmatic_launch(false)) both instructions are no-ops and the launch is an
+// ordinary one. Graph capture keeps the programmatic edges.
+
+__device__ __forceinline__ void wait_for_previous_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void allow_next_grid_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+// The first line of a kernel with nothing to do before its inputs are ready.
+__device__ __forceinline__ void pdl_enter() {
+  wait_for_previous_grid();
+  allow_next_grid_launch();
+}
+
+// Launches `kernel` on `stream`, allowed to overlap the previous kernel in the stream when PDL is enabled for
+// the current device (the kernel must follow the rules above). Checks the launch.
+template <typename... Params, typename... Args>
+void launch_after_previous(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_bytes, cudaStream_t stream,
+                           Args&&... args) {
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem_bytes;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = programmatic_launch_enabled(current_device()) ? 1 : 0;
+  config.attrs = attribute;
+  config.numAttrs = 1;
+  SKV_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
 }
 
 // ---- element loads as float

@@ -13,6 +13,7 @@ namespace {
 template <typename T>
 __global__ void embedding_kernel(const int32_t* __restrict__ ids, const T* __restrict__ table,
                                  float* __restrict__ out, int64_t vocab, int64_t dim) {
+  pdl_enter();
   const int64_t t = blockIdx.x;
   const int32_t id = ids[t];
   float* o = out + t * dim;
@@ -29,6 +30,7 @@ __global__ void embedding_kernel(const int32_t* __restrict__ ids, const T* __res
 
 template <typename W, bool kVec4>
 __global__ void rms_norm_kernel(const float* x, const W* __restrict__ w, float* out, int64_t dim, float eps) {
+  pdl_enter();
   const int64_t row = blockIdx.x;
   const float* xr = x + row * dim;
   float* orow = out + row * dim;
@@ -66,6 +68,7 @@ __global__ void rms_norm_kernel(const float* x, const W* __restrict__ w, float* 
 __global__ void rope_kernel(float* __restrict__ x, const int64_t* __restrict__ positions,
                             const float* __restrict__ inv_freq, double position_scale, int64_t n_tokens,
                             int64_t n_heads, int64_t head_dim) {
+  pdl_enter();
   const int64_t half = head_dim / 2;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= n_tokens * half) return;
@@ -90,6 +93,7 @@ __global__ void split_qkv_rope_kernel(const float* __restrict__ qkv, const int64
                                       float* __restrict__ q, float* __restrict__ k, float* __restrict__ v,
                                       float* __restrict__ k_pre, int64_t n_tokens, int n_q_heads, int n_kv_heads,
                                       int64_t head_dim) {
+  pdl_enter();
   const int64_t half = head_dim / 2;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= n_tokens * half) return;
@@ -123,6 +127,7 @@ __device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f +
 
 template <bool kVec4>
 __global__ void swiglu_kernel(const float* g, const float* u, float* out, int64_t n) {
+  pdl_enter();
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   if constexpr (kVec4) {
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n / 4; i += stride) {
@@ -139,6 +144,7 @@ __global__ void swiglu_kernel(const float* g, const float* u, float* out, int64_
 // Packed [gate | up] rows of 2 * hidden floats; kVec4 when hidden % 4 == 0 and the pointers are aligned.
 template <bool kVec4>
 __global__ void swiglu_packed_kernel(const float* gu, float* out, int64_t rows, int64_t hidden) {
+  pdl_enter();
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   constexpr int kW = kVec4 ? 4 : 1;
   const int64_t per_row = hidden / kW;
@@ -157,6 +163,7 @@ __global__ void swiglu_packed_kernel(const float* gu, float* out, int64_t rows, 
 
 template <bool kVec4>
 __global__ void add_kernel(const float* a, const float* b, float* out, int64_t n) {
+  pdl_enter();
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   if constexpr (kVec4) {
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n / 4; i += stride) {
@@ -187,13 +194,13 @@ void embedding(const EmbeddingArgs& a) {
   const unsigned blocks = static_cast<unsigned>(n);
   switch (a.table.dtype) {
     case DType::kF32:
-      embedding_kernel<<<blocks, kThreads, 0, ctx.stream>>>(ids, a.table.ptr<const float>(), out, vocab, dim);
+      launch_after_previous(embedding_kernel<float>, blocks, kThreads, 0, ctx.stream, ids, a.table.ptr<const float>(), out, vocab, dim);
       break;
     case DType::kBF16:
-      embedding_kernel<<<blocks, kThreads, 0, ctx.stream>>>(ids, a.table.ptr<const __nv_bfloat16>(), out, vocab, dim);
+      launch_after_previous(embedding_kernel<__nv_bfloat16>, blocks, kThreads, 0, ctx.stream, ids, a.table.ptr<const __nv_bfloat16>(), out, vocab, dim);
       break;
     case DType::kF16:
-      embedding_kernel<<<blocks, kThreads, 0, ctx.stream>>>(ids, a.table.ptr<const __half>(), out, vocab, dim);
+      launch_after_previous(embedding_kernel<__half>, blocks, kThreads, 0, ctx.stream, ids, a.table.ptr<const __half>(), out, vocab, dim);
       break;
     default: SKV_ASSERT_MSG(false, "embedding: table dtype");
   }
@@ -208,12 +215,9 @@ void rms_norm(const RmsNormArgs& a) {
   const int threads = dim >= 4096 ? 512 : 256;
   const unsigned blocks = static_cast<unsigned>(n);
   auto launch = [&](auto w) {
-    if (vec4)
-      rms_norm_kernel<std::remove_cv_t<std::remove_pointer_t<decltype(w)>>, true>
-          <<<blocks, threads, 0, ctx.stream>>>(a.x.ptr<const float>(), w, a.out.ptr<float>(), dim, a.eps);
-    else
-      rms_norm_kernel<std::remove_cv_t<std::remove_pointer_t<decltype(w)>>, false>
-          <<<blocks, threads, 0, ctx.stream>>>(a.x.ptr<const float>(), w, a.out.ptr<float>(), dim, a.eps);
+    using W = std::remove_cv_t<std::remove_pointer_t<decltype(w)>>;
+    launch_after_previous(vec4 ? rms_norm_kernel<W, true> : rms_norm_kernel<W, false>, blocks, threads, 0, ctx.stream,
+                          a.x.ptr<const float>(), w, a.out.ptr<float>(), dim, a.eps);
   };
   switch (a.w.dtype) {
     case DType::kF32: launch(a.w.ptr<const float>()); break;
@@ -229,7 +233,7 @@ void rope(const RopeArgs& a) {
   const int64_t work = n * (head_dim / 2);
   if (work == 0 || n_heads == 0) return;
   OpContext ctx(a.x);
-  rope_kernel<<<blocks_for(work, kThreads, INT32_MAX), kThreads, 0, ctx.stream>>>(
+  launch_after_previous(rope_kernel, blocks_for(work, kThreads, INT32_MAX), kThreads, 0, ctx.stream,
       a.x.ptr<float>(), a.positions.ptr<const int64_t>(), a.inv_freq.ptr<const float>(), a.position_scale, n, n_heads,
       head_dim);
   SKV_CUDA_CHECK_LAUNCH();
@@ -240,7 +244,7 @@ void split_qkv_rope(const SplitQkvRopeArgs& a) {
   const int64_t work = n * (head_dim / 2);
   if (work == 0) return;
   OpContext ctx(a.q);
-  split_qkv_rope_kernel<<<blocks_for(work, kThreads, INT32_MAX), kThreads, 0, ctx.stream>>>(
+  launch_after_previous(split_qkv_rope_kernel, blocks_for(work, kThreads, INT32_MAX), kThreads, 0, ctx.stream,
       a.qkv.ptr<const float>(), a.positions.ptr<const int64_t>(), a.inv_freq.ptr<const float>(), a.position_scale,
       a.q.ptr<float>(), a.k.ptr<float>(), a.v.ptr<float>(), a.k_pre.empty() ? nullptr : a.k_pre.ptr<float>(), n,
       static_cast<int>(a.q.dim(1)), static_cast<int>(a.k.dim(1)), head_dim);
@@ -254,10 +258,10 @@ void swiglu(const SwigluArgs& a) {
     OpContext ctx(a.out);
     const bool vec4 = hidden % 4 == 0 && aligned16(a.gate.data) && aligned16(a.out.data);
     if (vec4)
-      swiglu_packed_kernel<true><<<elementwise_blocks(rows * hidden / 4), kThreads, 0, ctx.stream>>>(
+      launch_after_previous(swiglu_packed_kernel<true>, elementwise_blocks(rows * hidden / 4), kThreads, 0, ctx.stream,
           a.gate.ptr<const float>(), a.out.ptr<float>(), rows, hidden);
     else
-      swiglu_packed_kernel<false><<<elementwise_blocks(rows * hidden), kThreads, 0, ctx.stream>>>(
+      launch_after_previous(swiglu_packed_kernel<false>, elementwise_blocks(rows * hidden), kThreads, 0, ctx.stream,
           a.gate.ptr<const float>(), a.out.ptr<float>(), rows, hidden);
     SKV_CUDA_CHECK_LAUNCH();
     return;
@@ -267,10 +271,10 @@ void swiglu(const SwigluArgs& a) {
   OpContext ctx(a.out);
   const bool vec4 = n % 4 == 0 && aligned16(a.gate.data) && aligned16(a.up.data) && aligned16(a.out.data);
   if (vec4)
-    swiglu_kernel<true><<<elementwise_blocks(n / 4), kThreads, 0, ctx.stream>>>(
+    launch_after_previous(swiglu_kernel<true>, elementwise_blocks(n / 4), kThreads, 0, ctx.stream,
         a.gate.ptr<const float>(), a.up.ptr<const float>(), a.out.ptr<float>(), n);
   else
-    swiglu_kernel<false><<<elementwise_blocks(n), kThreads, 0, ctx.stream>>>(
+    launch_after_previous(swiglu_kernel<false>, elementwise_blocks(n), kThreads, 0, ctx.stream,
         a.gate.ptr<const float>(), a.up.ptr<const float>(), a.out.ptr<float>(), n);
   SKV_CUDA_CHECK_LAUNCH();
 }
@@ -281,10 +285,10 @@ void add(const AddArgs& a) {
   OpContext ctx(a.out);
   const bool vec4 = n % 4 == 0 && aligned16(a.a.data) && aligned16(a.b.data) && aligned16(a.out.data);
   if (vec4)
-    add_kernel<true><<<elementwise_blocks(n / 4), kThreads, 0, ctx.stream>>>(a.a.ptr<const float>(),
+    launch_after_previous(add_kernel<true>, elementwise_blocks(n / 4), kThreads, 0, ctx.stream, a.a.ptr<const float>(),
                                                                             a.b.ptr<const float>(), a.out.ptr<float>(), n);
   else
-    add_kernel<false><<<elementwise_blocks(n), kThreads, 0, ctx.stream>>>(a.a.ptr<const float>(),
+    launch_after_previous(add_kernel<false>, elementwise_blocks(n), kThreads, 0, ctx.stream, a.a.ptr<const float>(),
                                                                          a.b.ptr<const float>(), a.out.ptr<float>(), n);
   SKV_CUDA_CHECK_LAUNCH();
 }

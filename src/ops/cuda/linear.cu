@@ -2,8 +2,9 @@
 //
 // bf16 w: x is rounded to bf16 (the products are bf16 x bf16 with f32 accumulation on every path), then
 //  - n <= 8 (decode) with in % 8 == 0: a bandwidth-bound kernel reading x in f32 and rounding it in registers
-//    (one launch, no scratch): each warp streams ROWS rows of w with 16-byte loads (evict-first), the x rows come
-//    from L1/L2, f32 accumulation, warp-shuffle reduction, bias and accumulate fused;
+//    (one launch, no scratch): each warp streams ROWS rows of w with 16-byte loads (evict-first), U steps of
+//    loads in flight ahead of the math, the x rows come from L1/L2, f32 accumulation, warp-shuffle reduction,
+//    bias and accumulate fused; launched with PDL (its first weights stream while the previous kernel ends);
 //  - otherwise x is rounded into the backend's scratch (ScratchSlot::kLinearInput, grow-only; the planner
 //    pre-sizes it with reserve_scratch to max_tokens * max_in_features * 2 bytes), then cublasGemmEx (bf16 A/B,
 //    f32 C, CUBLAS_COMPUTE_32F, beta 1 to accumulate) and a bias kernel.
@@ -91,53 +92,74 @@ constexpr int kGemvWarps = 4;
 __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
 
 // x [N, in] f32 (rounded to bf16 as it is read), w [out, in] bf16 (in % 8 == 0), out [N, out] f32 (+= when
-// accumulate). Warp = ROWS consecutive output rows; each lane takes 8 consecutive inputs per step of 256; the
-// next step's weights are loaded before this step's math.
-template <int N, int ROWS>
+// accumulate). Warp = ROWS consecutive output rows; each lane takes 8 consecutive inputs per step of 256 and
+// works on blocks of U steps: the next block's ROWS x U 16-byte weight loads are in flight while this block's
+// math runs (up to 2 x U x ROWS x 16 bytes per lane: a short GEMV with few warps per SM still keeps enough
+// bytes in flight to stream at full bandwidth). The first block's weights are loaded before waiting for the
+// previous kernel (PDL, common.cuh): they do not depend on it, so they stream while it finishes.
+template <int N, int ROWS, int U>
 __global__ __launch_bounds__(kGemvWarps * 32) void gemv_small_n_kernel(const float* __restrict__ x,
                                                                       const __nv_bfloat16* __restrict__ w,
                                                                       const float* __restrict__ bias,
                                                                       float* __restrict__ out, int in, int out_f,
                                                                       bool accumulate) {
+  constexpr int kStep = 256;          // inputs per warp step (32 lanes x 8)
+  constexpr int kBlock = U * kStep;   // inputs per block of steps
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int row0 = (blockIdx.x * kGemvWarps + warp) * ROWS;
+
+  auto load_block = [&](int k0, uint4 (&wv)[U][ROWS]) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int r = 0; r < ROWS; ++r) {
+        const int k = k0 + u * kStep + lane * 8;
+        wv[u][r] = (k < in && row0 + r < out_f) ? load_stream16(w + static_cast<int64_t>(row0 + r) * in + k)
+                                                : make_uint4(0, 0, 0, 0);
+      }
+  };
+  uint4 wcur[U][ROWS];
+  load_block(0, wcur);
+  pdl_enter();  // x (and out, when accumulating) come from the kernels before
   if (row0 >= out_f) return;
+
   float acc[ROWS][N];
 #pragma unroll
   for (int r = 0; r < ROWS; ++r)
 #pragma unroll
     for (int t = 0; t < N; ++t) acc[r][t] = 0.0f;
 
-  auto load_w = [&](int k, uint4 (&wv)[ROWS]) {
+  for (int k0 = 0; k0 < in; k0 += kBlock) {
+    uint4 wnext[U][ROWS];
+    if (k0 + kBlock < in) load_block(k0 + kBlock, wnext);
 #pragma unroll
-    for (int r = 0; r < ROWS; ++r)
-      wv[r] = (k < in && row0 + r < out_f) ? load_stream16(w + static_cast<int64_t>(row0 + r) * in + k)
-                                           : make_uint4(0, 0, 0, 0);
-  };
-  uint4 wcur[ROWS];
-  load_w(lane * 8, wcur);
-  for (int k = lane * 8; k < in; k += 256) {
-    uint4 wnext[ROWS];
-    load_w(k + 256, wnext);
-    float xf[N][8];
+    for (int u = 0; u < U; ++u) {
+      const int k = k0 + u * kStep + lane * 8;
+      if (k >= in) break;
+      float xf[N][8];
 #pragma unroll
-    for (int t = 0; t < N; ++t) {
-      const float4* xp = reinterpret_cast<const float4*>(x + static_cast<int64_t>(t) * in + k);
-      const float4 a = __ldg(xp), b = __ldg(xp + 1);
-      xf[t][0] = round_bf16(a.x), xf[t][1] = round_bf16(a.y), xf[t][2] = round_bf16(a.z), xf[t][3] = round_bf16(a.w);
-      xf[t][4] = round_bf16(b.x), xf[t][5] = round_bf16(b.y), xf[t][6] = round_bf16(b.z), xf[t][7] = round_bf16(b.w);
+      for (int t = 0; t < N; ++t) {
+        const float4* xp = reinterpret_cast<const float4*>(x + static_cast<int64_t>(t) * in + k);
+        const float4 a = __ldg(xp), b = __ldg(xp + 1);
+        xf[t][0] = round_bf16(a.x), xf[t][1] = round_bf16(a.y), xf[t][2] = round_bf16(a.z), xf[t][3] = round_bf16(a.w);
+        xf[t][4] = round_bf16(b.x), xf[t][5] = round_bf16(b.y), xf[t][6] = round_bf16(b.z), xf[t][7] = round_bf16(b.w);
+      }
+#pragma unroll
+      for (int r = 0; r < ROWS; ++r) {
+        float wf[8];
+        bf16x8_to_f32(wcur[u][r], wf);
+#pragma unroll
+        for (int t = 0; t < N; ++t)
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[r][t] = fmaf(wf[e], xf[t][e], acc[r][t]);
+      }
     }
+    if (k0 + kBlock < in) {
 #pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
-      float wf[8];
-      bf16x8_to_f32(wcur[r], wf);
+      for (int u = 0; u < U; ++u)
 #pragma unroll
-      for (int t = 0; t < N; ++t)
-#pragma unroll
-        for (int e = 0; e < 8; ++e) acc[r][t] = fmaf(wf[e], xf[t][e], acc[r][t]);
+        for (int r = 0; r < ROWS; ++r) wcur[u][r] = wnext[u][r];
     }
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r) wcur[r] = wnext[r];
   }
 #pragma unroll
   for (int r = 0; r < ROWS; ++r)
@@ -161,8 +183,10 @@ template <int N>
 void launch_gemv(const float* x, const __nv_bfloat16* w, const float* bias, float* out, int in, int out_f,
                  bool accumulate, cudaStream_t stream) {
   constexpr int kRows = N >= 4 ? 4 : 2;
+  constexpr int kUnroll = N >= 4 ? 2 : 4;  // 8 weight loads of 16 bytes per lane and block either way
   const unsigned blocks = static_cast<unsigned>((out_f + kGemvWarps * kRows - 1) / (kGemvWarps * kRows));
-  gemv_small_n_kernel<N, kRows><<<blocks, kGemvWarps * 32, 0, stream>>>(x, w, bias, out, in, out_f, accumulate);
+  launch_after_previous(gemv_small_n_kernel<N, kRows, kUnroll>, blocks, kGemvWarps * 32, 0, stream, x, w, bias, out,
+                        in, out_f, accumulate);
 }
 
 void gemv_small_n(int n, const float* x, const __nv_bfloat16* w, const float* bias, float* out, int in, int out_f,
