@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Tuning sweeps on the GPU machine (H100/H200), output in $OUT/tune.txt:
-#   1. bench_attention_decode: the decode-attention split plan's target CTA count at batch 1 and 8;
-#   2. shadowkv bench: the 32K prefill of Llama-3.1-8B (random bf16 weights) at prefill chunks 512-8192.
-# About 4 minutes with 16 cores.   OUT=/tmp/out scripts/gpu_tune.sh
+# Tuning sweeps on the GPU machine (H100/H200), output in $OUT/tune.txt (about 4 minutes with 16 cores):
+#   1. test_ops_cuda's linear and decode-attention tests (every GEMV CTA shape against the CPU);
+#   2. bench_linear: the decode GEMV's CTA shapes (linear.cu's kGemvShapes*) at n = 1, 4, 8, PDL off/on;
+#   3. bench_attention_decode: the default split plan, PDL off/on (SPLIT_SWEEP=1: also the split-size sweep);
+#   4. shadowkv bench, Llama-3.1-8B shape (random bf16 weights), 32K, batch 1 and 4, once per GEMV shape
+#      (SKV_GEMV_SHAPE), then the default at 122K batch 1;
+#   5. PREFILL_SWEEP=1: the 32K prefill at prefill chunks 512-8192.
+#   OUT=/tmp/out scripts/gpu_tune.sh
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export PATH="$PATH:/usr/local/cuda/bin"
@@ -10,23 +14,42 @@ OUT=${OUT:-$ROOT/gpu-out}
 BUILD=${BUILD_DIR:-$ROOT/build-gpu}
 mkdir -p "$OUT"
 LOG="$OUT/tune.txt"
+L8B="$ROOT/bench/configs/llama-3.1-8b"
 GEN=()
 command -v ninja > /dev/null && GEN=(-G Ninja)
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ) commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) (tree may differ)"
+  git -C "$ROOT" status --short 2>/dev/null | head -20
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DSKV_CUDA=ON -DSKV_BENCH=ON -DSKV_TESTS=OFF \
+  cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DSKV_CUDA=ON -DSKV_BENCH=ON -DSKV_TESTS=ON \
     > "$OUT/configure.log" 2>&1 || { echo "configure failed"; tail -20 "$OUT/configure.log"; }
-  cmake --build "$BUILD" -j "${JOBS:-16}" --target bench_attention_decode shadowkv > "$OUT/build.log" 2>&1 ||
-    { echo "build failed"; grep -E "error" "$OUT/build.log" | head -20; }
-  echo "== decode attention split sweep"
-  timeout 240 "$BUILD/bench/bench_attention_decode" --sweep 2>&1 | grep -vE "^RESULT"
-  echo "== 32K prefill by chunk size (Llama-3.1-8B shape, random bf16 weights)"
-  for chunk in 512 1024 2048 4096 8192; do
-    echo "-- prefill chunk $chunk"
-    timeout 90 "$BUILD/shadowkv" bench --device cuda --model "$ROOT/bench/configs/llama-3.1-8b" --random-weights --context 32k --batch 1 \
-      --steps 10 --prefill-chunk "$chunk" 2>&1 | grep -E "^\| 32768|error"
+  cmake --build "$BUILD" -j "${JOBS:-16}" --target bench_attention_decode bench_linear shadowkv test_ops_cuda \
+    > "$OUT/build.log" 2>&1 || { echo "build failed"; grep -E "error" "$OUT/build.log" | head -20; }
+  echo "== test_ops_cuda (linear, decode attention)"
+  SKV_REQUIRE_CUDA=1 timeout 200 "$BUILD/tests/ops/test_ops_cuda" --gtest_filter='OpsCuda.Linear*:OpsCuda.AttentionDecode*' \
+    2>&1 | grep -E "^\[  (PASSED|FAILED) |Failure|error" | head -20
+  echo "== decode GEMV shapes"
+  timeout 120 "$BUILD/bench/bench_linear" 2>&1 | grep -vE "^RESULT"
+  echo "== decode attention"
+  if [ "${SPLIT_SWEEP:-0}" = 1 ]; then SWEEP=(--sweep); else SWEEP=(); fi
+  timeout 240 "$BUILD/bench/bench_attention_decode" "${SWEEP[@]}" 2>&1 | grep -vE "^RESULT"
+  echo "== whole decode step per GEMV shape (32K, batch 1 and 4)"
+  for shape in 0 1 2 3 4; do
+    echo "-- SKV_GEMV_SHAPE=$shape"
+    SKV_GEMV_SHAPE=$shape timeout 90 "$BUILD/shadowkv" bench --device cuda --model "$L8B" --random-weights \
+      --context 32k --batch 1,4 --steps 20 2>&1 | grep -E "^\| 32768|error"
   done
+  echo "-- default shape, 122K batch 1"
+  timeout 120 "$BUILD/shadowkv" bench --device cuda --model "$L8B" --random-weights --context 122k --batch 1 \
+    --steps 20 2>&1 | grep -E "^\| 124928|error"
+  if [ "${PREFILL_SWEEP:-0}" = 1 ]; then
+    echo "== 32K prefill by chunk size (Llama-3.1-8B shape, random bf16 weights)"
+    for chunk in 512 1024 2048 4096 8192; do
+      echo "-- prefill chunk $chunk"
+      timeout 90 "$BUILD/shadowkv" bench --device cuda --model "$L8B" --random-weights --context 32k --batch 1 \
+        --steps 10 --prefill-chunk "$chunk" 2>&1 | grep -E "^\| 32768|error"
+    done
+  fi
 } 2>&1 | tee "$LOG"
 rm -f "$OUT/configure.log"
 gzip -f "$OUT/build.log"

@@ -143,13 +143,18 @@ TEST(OpsCuda, LinearMatchesCpu) {
       // bf16 weights: every path (auto, cuBLAS, small-n kernel) against the CPU with the rounded weights.
       HostBuffer want16(DType::kF32, {c.n, c.out});
       linear({.x = x.view(), .w = w_rounded.view(), .bias = with_bias ? b.view() : TensorView(), .out = want16.view()});
-      for (int path : {0, 1, 2}) {
+      // The small-n kernel in each of its CTA shapes (gemv_shape_override; 0 = the default).
+      for (int variant = 0; variant < 7; ++variant) {
+        const int path = variant < 2 ? variant : 2, shape = variant < 2 ? 0 : variant - 2;
+        cuda::gemv_shape_override() = shape;
         DeviceBuffer dout(DType::kF32, {c.n, c.out});
         poison_nan(dout.view());
         cuda::linear_with_path({.x = dx.view(), .w = dw16.view(), .bias = with_bias ? db.view() : TensorView(),
                                 .out = dout.view()},
                                path);
-        EXPECT_TRUE(finite_and_close_l2(to_host(dout.view()), want16, kBf16RelL2)) << what << " bf16 path " << path;
+        cuda::gemv_shape_override() = 0;
+        EXPECT_TRUE(finite_and_close_l2(to_host(dout.view()), want16, kBf16RelL2))
+            << what << " bf16 path " << path << " shape " << shape;
       }
       // f32 weights: cuBLAS in f32.
       HostBuffer want32(DType::kF32, {c.n, c.out});

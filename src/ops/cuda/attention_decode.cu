@@ -85,22 +85,6 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
     return;
   }
 
-  // Q rows (the group's heads) as bf16 A fragments, straight from global memory.
-  uint32_t qa[D / 16][4];
-  {
-    const float* q0 = p.q + part_row0 * D;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = g + 8 * (e & 1), c = kk * 16 + tig * 2 + 8 * (e >> 1);
-        float2 v = make_float2(0.0f, 0.0f);
-        if (r < n_rows) v = *reinterpret_cast<const float2*>(q0 + static_cast<int64_t>(r) * D + c);
-        qa[kk][e] = pack_bf16x2(v.x, v.y);
-      }
-    }
-  }
-
   const int64_t key_stride = static_cast<int64_t>(p.n_kv_heads) * D;
   const __nv_bfloat16* kbase = p.k + static_cast<int64_t>(slot) * p.capacity * key_stride + static_cast<int64_t>(kvh) * D;
   const __nv_bfloat16* vbase = p.v + static_cast<int64_t>(slot) * p.capacity * key_stride + static_cast<int64_t>(kvh) * D;
@@ -132,6 +116,22 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
     if (t < n_tiles) load_tile(t, t);
     cp_async_commit();
   }
+  // Q rows (the group's heads) as bf16 A fragments, straight from global memory, while the first tiles load.
+  uint32_t qa[D / 16][4];
+  {
+    const float* q0 = p.q + part_row0 * D;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = g + 8 * (e & 1), c = kk * 16 + tig * 2 + 8 * (e >> 1);
+        float2 v = make_float2(0.0f, 0.0f);
+        if (r < n_rows) v = *reinterpret_cast<const float2*>(q0 + static_cast<int64_t>(r) * D + c);
+        qa[kk][e] = pack_bf16x2(v.x, v.y);
+      }
+    }
+  }
+
   for (int t = 0; t < n_tiles; ++t) {
     cp_async_wait<kStages - 2>();
     __syncthreads();  // tile t visible to all; every warp is done with tile t - 1

@@ -29,6 +29,10 @@ int64_t attention_decode_batch_workspace_floats(int64_t n_seqs, int64_t n_q_head
 // linear with an explicit path, for the benchmark: 0 = automatic (as linear), 1 = cuBLAS, 2 = the small-n
 // kernel (n <= 8, bf16 w, in_features % 8 == 0; else cuBLAS).
 void linear_with_path(const LinearArgs& args, int path);
+// The small-n kernel's CTA shape (rows, steps in flight, warps; linear.cu's kGemvShapes*): 0 = the default,
+// 1-4 the alternatives bench_linear sweeps. Initialized from the environment variable SKV_GEMV_SHAPE (so a
+// whole-model benchmark can run another shape); nothing but benchmarks should set it.
+int& gemv_shape_override();
 // attention_prefill with an explicit kernel variant, for the benchmark: 1 = 8 warps x 16 query rows (the
 // default at head_dim 128), 2 = 4 warps x 32 query rows, 3 = as 1 with registers capped for 2 CTAs per SM (the
 // default at head_dim 64).

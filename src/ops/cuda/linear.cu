@@ -12,12 +12,23 @@
 #include <cublas_v2.h>
 
 #include <array>
+#include <cstdlib>
 #include <string>
 
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/cuda_ops.h"
 
 namespace skv::cuda {
+
+int& gemv_shape_override() {
+  // A tuning hook: bench_linear sets it; SKV_GEMV_SHAPE=k selects shape k for whole-model benchmarks.
+  static int shape = [] {
+    const char* e = std::getenv("SKV_GEMV_SHAPE");
+    return e != nullptr ? std::atoi(e) : 0;
+  }();
+  return shape;
+}
+
 namespace {
 
 #define SKV_CUBLAS_CHECK(expr)                                                                             \
@@ -87,54 +98,53 @@ __device__ __forceinline__ uint4 load_stream16(const void* p) {
   return v;
 }
 
-constexpr int kGemvWarps = 4;
-
 __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
 
 // x [N, in] f32 (rounded to bf16 as it is read), w [out, in] bf16 (in % 8 == 0), out [N, out] f32 (+= when
-// accumulate). Warp = ROWS consecutive output rows; each lane takes 8 consecutive inputs per step of 256 and
-// works on blocks of U steps: the next block's ROWS x U 16-byte weight loads are in flight while this block's
-// math runs (up to 2 x U x ROWS x 16 bytes per lane: a short GEMV with few warps per SM still keeps enough
-// bytes in flight to stream at full bandwidth). The first block's weights are loaded before waiting for the
-// previous kernel (PDL, common.cuh): they do not depend on it, so they stream while it finishes.
-template <int N, int ROWS, int U>
-__global__ __launch_bounds__(kGemvWarps * 32) void gemv_small_n_kernel(const float* __restrict__ x,
-                                                                      const __nv_bfloat16* __restrict__ w,
-                                                                      const float* __restrict__ bias,
-                                                                      float* __restrict__ out, int in, int out_f,
-                                                                      bool accumulate) {
-  constexpr int kStep = 256;          // inputs per warp step (32 lanes x 8)
-  constexpr int kBlock = U * kStep;   // inputs per block of steps
+// accumulate). A CTA of W warps computes R consecutive output rows. The inputs are cut into steps of 256 (32
+// lanes x 8 inputs, one 16-byte load per lane and row); step s belongs to warp s % W, so the W warps read W
+// consecutive 512-byte pieces of each row at once. Each warp works in blocks of U of its steps: the next
+// block's U x R loads are in flight while this block's math runs. Warp-shuffle sums, then (W > 1) a sum over
+// the warps in shared memory; bias and accumulate fused. The first block's weights are loaded before waiting
+// for the previous kernel (PDL, common.cuh): they do not depend on it, so they stream while it finishes.
+template <int N, int R, int U, int W>
+__global__ __launch_bounds__(W * 32) void gemv_small_n_kernel(const float* __restrict__ x,
+                                                             const __nv_bfloat16* __restrict__ w,
+                                                             const float* __restrict__ bias, float* __restrict__ out,
+                                                             int in, int out_f, bool accumulate) {
+  constexpr int kStep = 256;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int row0 = (blockIdx.x * kGemvWarps + warp) * ROWS;
+  const int row0 = blockIdx.x * R;
+  const int n_steps = (in + kStep - 1) / kStep;
+  const int my_steps = warp < n_steps ? (n_steps - warp + W - 1) / W : 0;  // steps warp, warp + W, ...
 
-  auto load_block = [&](int k0, uint4 (&wv)[U][ROWS]) {
+  auto load_block = [&](int j0, uint4 (&wv)[U][R]) {
 #pragma unroll
-    for (int u = 0; u < U; ++u)
+    for (int u = 0; u < U; ++u) {
+      const int k = (warp + W * (j0 + u)) * kStep + lane * 8;
 #pragma unroll
-      for (int r = 0; r < ROWS; ++r) {
-        const int k = k0 + u * kStep + lane * 8;
+      for (int r = 0; r < R; ++r)
         wv[u][r] = (k < in && row0 + r < out_f) ? load_stream16(w + static_cast<int64_t>(row0 + r) * in + k)
                                                 : make_uint4(0, 0, 0, 0);
-      }
+    }
   };
-  uint4 wcur[U][ROWS];
+  uint4 wcur[U][R];
   load_block(0, wcur);
   pdl_enter();  // x (and out, when accumulating) come from the kernels before
-  if (row0 >= out_f) return;
 
-  float acc[ROWS][N];
+  float acc[R][N];
 #pragma unroll
-  for (int r = 0; r < ROWS; ++r)
+  for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int t = 0; t < N; ++t) acc[r][t] = 0.0f;
 
-  for (int k0 = 0; k0 < in; k0 += kBlock) {
-    uint4 wnext[U][ROWS];
-    if (k0 + kBlock < in) load_block(k0 + kBlock, wnext);
+  for (int j0 = 0; j0 < my_steps; j0 += U) {
+    uint4 wnext[U][R];
+    const bool more = j0 + U < my_steps;
+    if (more) load_block(j0 + U, wnext);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int k = k0 + u * kStep + lane * 8;
+      const int k = (warp + W * (j0 + u)) * kStep + lane * 8;
       if (k >= in) break;
       float xf[N][8];
 #pragma unroll
@@ -145,7 +155,7 @@ __global__ __launch_bounds__(kGemvWarps * 32) void gemv_small_n_kernel(const flo
         xf[t][4] = round_bf16(b.x), xf[t][5] = round_bf16(b.y), xf[t][6] = round_bf16(b.z), xf[t][7] = round_bf16(b.w);
       }
 #pragma unroll
-      for (int r = 0; r < ROWS; ++r) {
+      for (int r = 0; r < R; ++r) {
         float wf[8];
         bf16x8_to_f32(wcur[u][r], wf);
 #pragma unroll
@@ -154,39 +164,75 @@ __global__ __launch_bounds__(kGemvWarps * 32) void gemv_small_n_kernel(const flo
           for (int e = 0; e < 8; ++e) acc[r][t] = fmaf(wf[e], xf[t][e], acc[r][t]);
       }
     }
-    if (k0 + kBlock < in) {
+    if (more) {
 #pragma unroll
       for (int u = 0; u < U; ++u)
 #pragma unroll
-        for (int r = 0; r < ROWS; ++r) wcur[u][r] = wnext[u][r];
+        for (int r = 0; r < R; ++r) wcur[u][r] = wnext[u][r];
     }
   }
 #pragma unroll
-  for (int r = 0; r < ROWS; ++r)
+  for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int t = 0; t < N; ++t) acc[r][t] = warp_sum(acc[r][t]);
-  if (lane == 0) {
+
+  auto write = [&](int r, int t, float v) {
+    if (row0 + r >= out_f) return;
+    float* o = out + static_cast<int64_t>(t) * out_f + row0 + r;
+    *o = (accumulate ? *o : 0.0f) + v + (bias != nullptr ? bias[row0 + r] : 0.0f);
+  };
+  if constexpr (W == 1) {
+    if (lane == 0) {
 #pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
-      if (row0 + r >= out_f) break;
-      const float b = bias != nullptr ? bias[row0 + r] : 0.0f;
+      for (int r = 0; r < R; ++r)
 #pragma unroll
-      for (int t = 0; t < N; ++t) {
-        float* o = out + static_cast<int64_t>(t) * out_f + row0 + r;
-        *o = (accumulate ? *o : 0.0f) + acc[r][t] + b;
-      }
+        for (int t = 0; t < N; ++t) write(r, t, acc[r][t]);
+    }
+  } else {
+    __shared__ float partial[W][R * N];
+    if (lane == 0) {
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int t = 0; t < N; ++t) partial[warp][r * N + t] = acc[r][t];
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < R * N; i += W * 32) {
+      float v = 0.0f;
+#pragma unroll
+      for (int q = 0; q < W; ++q) v += partial[q][i];
+      write(i / N, i % N, v);
     }
   }
+}
+
+// The kernel's shape: (R rows, U steps per block, W warps) per CTA. kGemvShapes[0] is the default; the others are
+// the tuning sweep of bench_linear (gemv_shape_override).
+struct GemvShape {
+  int rows, unroll, warps;
+};
+constexpr GemvShape kGemvShapesSmallN[] = {{2, 4, 4}, {2, 2, 8}, {4, 2, 4}, {1, 4, 4}, {2, 1, 1}};  // n < 4
+constexpr GemvShape kGemvShapesLargeN[] = {{2, 2, 4}, {1, 2, 8}, {4, 1, 4}, {1, 4, 4}, {2, 2, 1}};  // n >= 4
+
+template <int N, int V>
+void launch_gemv_shape(const float* x, const __nv_bfloat16* w, const float* bias, float* out, int in, int out_f,
+                       bool accumulate, cudaStream_t stream) {
+  constexpr GemvShape s = N >= 4 ? kGemvShapesLargeN[V] : kGemvShapesSmallN[V];
+  const unsigned blocks = static_cast<unsigned>((out_f + s.rows - 1) / s.rows);
+  launch_after_previous(gemv_small_n_kernel<N, s.rows, s.unroll, s.warps>, blocks, s.warps * 32, 0, stream, x, w,
+                        bias, out, in, out_f, accumulate);
 }
 
 template <int N>
 void launch_gemv(const float* x, const __nv_bfloat16* w, const float* bias, float* out, int in, int out_f,
                  bool accumulate, cudaStream_t stream) {
-  constexpr int kRows = N >= 4 ? 4 : 2;
-  constexpr int kUnroll = N >= 4 ? 2 : 4;  // 8 weight loads of 16 bytes per lane and block either way
-  const unsigned blocks = static_cast<unsigned>((out_f + kGemvWarps * kRows - 1) / (kGemvWarps * kRows));
-  launch_after_previous(gemv_small_n_kernel<N, kRows, kUnroll>, blocks, kGemvWarps * 32, 0, stream, x, w, bias, out,
-                        in, out_f, accumulate);
+  switch (gemv_shape_override()) {
+    case 1: launch_gemv_shape<N, 1>(x, w, bias, out, in, out_f, accumulate, stream); break;
+    case 2: launch_gemv_shape<N, 2>(x, w, bias, out, in, out_f, accumulate, stream); break;
+    case 3: launch_gemv_shape<N, 3>(x, w, bias, out, in, out_f, accumulate, stream); break;
+    case 4: launch_gemv_shape<N, 4>(x, w, bias, out, in, out_f, accumulate, stream); break;
+    default: launch_gemv_shape<N, 0>(x, w, bias, out, in, out_f, accumulate, stream); break;
+  }
 }
 
 void gemv_small_n(int n, const float* x, const __nv_bfloat16* w, const float* bias, float* out, int in, int out_f,
