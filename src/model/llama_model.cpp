@@ -494,7 +494,7 @@ struct LlamaModel::DecodeGraphs {
 bool LlamaModel::decode_graphable(int64_t n) const {
   // Every linear must take the small-n kernel (cuBLAS is not captured) and no op may allocate.
   const ModelConfig& c = config();
-  return options_.cuda_graphs && options_.weight_dtype == DType::kBF16 && n <= 8 && c.dim % 8 == 0 &&
+  return options_.cuda_graphs && options_.weight_dtype == DType::kBF16 && n <= kCudaGemvMaxTokens && c.dim % 8 == 0 &&
          c.q_dim() % 8 == 0 && c.hidden_dim % 8 == 0;
 }
 

@@ -29,7 +29,7 @@ struct ModelOptions {
   // head_dim 64/128; f32: with f32 weights, the CPU's numbers). Caches passed to prefill/decode carry their own
   // (CudaFullKvCache's kv_dtype). The CPU backend's cache is always f32.
   DType kv_dtype = DType::kBF16;
-  // CUDA only: replay decode steps from CUDA graphs where the step allows it (bf16 weights, at most 8 sequences,
+  // CUDA only: replay decode steps from CUDA graphs where the step allows it (bf16 weights, at most kCudaGemvMaxTokens = 4 sequences,
   // a cache whose begin_decode_step says capturable): a step is captured the second time its shape is seen, then
   // replayed with one launch for the whole step instead of 12 per layer.
   bool cuda_graphs = true;

@@ -43,6 +43,10 @@ struct LinearArgs {
   bool accumulate = false;
 };
 void linear(const LinearArgs& args);
+// CUDA, bf16 w: up to this many tokens (and in_features % 8 == 0) take the bandwidth-bound GEMV kernel, more
+// take cuBLAS (a cast of x to bf16, then a tensor-core GEMM: faster from 5 tokens on, bench_linear on an H200).
+// Only the GEMV is captured in the decode step's CUDA graphs.
+constexpr int64_t kCudaGemvMaxTokens = 4;
 
 // RoPE in Hugging Face's rotate-half layout: dimension i pairs with i + head_dim/2.
 // inv_freq already carries llama3 scaling; linear scaling divides the positions (position_scale = 1/factor).

@@ -303,7 +303,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--steps", f->steps, "Timed decode steps (default 20)");
   cmd->add_option("--prefill-chunk", f->prefill_chunk, "Tokens per prefill chunk (default " + std::to_string(kCudaPrefillChunk) + ")");
   cmd->add_option("--cuda-graphs", f->cuda_graphs,
-                  "on (default): decode steps of up to 8 sequences with bf16 weights replay CUDA graphs; off: every "
+                  "on (default): decode steps of up to 4 sequences with bf16 weights replay CUDA graphs; off: every "
                   "kernel launched op by op (to measure what the graphs save)");
   cmd->add_option("--pdl", f->pdl,
                   "on (default, sm_90+): the decode kernels use programmatic dependent launch, each starting while "

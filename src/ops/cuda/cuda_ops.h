@@ -27,7 +27,7 @@ int64_t attention_decode_batch_workspace_floats(int64_t n_seqs, int64_t n_q_head
                                                 int64_t head_dim, int64_t max_length, int device);
 
 // linear with an explicit path, for the benchmark: 0 = automatic (as linear), 1 = cuBLAS, 2 = the small-n
-// kernel (n <= 8, bf16 w, in_features % 8 == 0; else cuBLAS).
+// kernel (n <= 8, bf16 w, in_features % 8 == 0; else cuBLAS). Path 0 takes the kernel up to kCudaGemvMaxTokens.
 void linear_with_path(const LinearArgs& args, int path);
 // The small-n kernel's CTA shape (rows, steps in flight, warps; linear.cu's kGemvShapes*): 0 = the default,
 // 1-4 the alternatives bench_linear sweeps. Initialized from the environment variable SKV_GEMV_SHAPE (so a

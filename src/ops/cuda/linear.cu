@@ -1,7 +1,7 @@
 // linear: out[n, out] f32 = x[n, in] f32 . w[out, in]^T (+ bias), or out += ... (accumulate: the residual add).
 //
 // bf16 w: x is rounded to bf16 (the products are bf16 x bf16 with f32 accumulation on every path), then
-//  - n <= 8 (decode) with in % 8 == 0: a bandwidth-bound kernel reading x in f32 and rounding it in registers
+//  - n <= kCudaGemvMaxTokens (decode; 4) with in % 8 == 0: a bandwidth-bound kernel reading x in f32 and rounding it in registers
 //    (one launch, no scratch): each warp streams ROWS rows of w with 16-byte loads (evict-first), U steps of
 //    loads in flight ahead of the math, the x rows come from L1/L2, f32 accumulation, warp-shuffle reduction,
 //    bias and accumulate fused; launched with PDL (its first weights stream while the previous kernel ends);
@@ -211,8 +211,12 @@ __global__ __launch_bounds__(W * 32) void gemv_small_n_kernel(const float* __res
 struct GemvShape {
   int rows, unroll, warps;
 };
-constexpr GemvShape kGemvShapesSmallN[] = {{2, 4, 4}, {2, 2, 8}, {4, 2, 4}, {1, 4, 4}, {2, 1, 1}};  // n < 4
-constexpr GemvShape kGemvShapesLargeN[] = {{2, 2, 4}, {1, 2, 8}, {4, 1, 4}, {1, 4, 4}, {2, 2, 1}};  // n >= 4
+// Chosen on an H200 (bench/results/2026-11-26-h200-decode-gemv.md; whole Llama-3.1-8B decode step at 32K):
+// n = 1: 2 rows x 8 warps, 2 steps in flight (qkv 73%, o 68%, gate_up 95%, down 82% of streaming read; the
+// step 0.79 -> 0.81 of its bound); n = 4: 4 rows x 4 warps, 1 step (57-73%; step 0.69 -> 0.76). From 5 tokens
+// on cuBLAS's tensor cores win (kCudaGemvMaxTokens): this kernel's scalar FMAs become the limit.
+constexpr GemvShape kGemvShapesSmallN[] = {{2, 2, 8}, {2, 4, 4}, {4, 2, 4}, {1, 4, 4}, {2, 1, 1}};  // n < 4
+constexpr GemvShape kGemvShapesLargeN[] = {{4, 1, 4}, {1, 2, 8}, {2, 2, 4}, {1, 4, 4}, {2, 2, 1}};  // n >= 4
 
 template <int N, int V>
 void launch_gemv_shape(const float* x, const __nv_bfloat16* w, const float* bias, float* out, int in, int out_f,
@@ -282,7 +286,7 @@ void linear_with_path(const LinearArgs& a, int path) {
   } else {
     SKV_ASSERT(a.w.dtype == DType::kBF16);
     const bool small_ok = n <= 8 && in % 8 == 0 && aligned16(a.w.data) && aligned16(a.x.data);
-    const bool use_small = small_ok && (path == 0 || path == 2);
+    const bool use_small = small_ok && ((path == 0 && n <= kCudaGemvMaxTokens) || path == 2);
     if (use_small) {
       gemv_small_n(static_cast<int>(n), a.x.ptr<const float>(), a.w.ptr<const __nv_bfloat16>(), bias, out,
                    static_cast<int>(in), static_cast<int>(out_f), a.accumulate, ctx.stream);
