@@ -28,6 +28,10 @@ ShadowKvCache::ShadowKvCache(int64_t n_layers, int64_t n_q_heads, int64_t n_kv_h
       inv_freq_(std::move(rope_inv_freq)), position_scale_(rope_position_scale) {
   params_.validate();
   if (n_layers < 1) invalid("n_layers must be at least 1, got " + std::to_string(n_layers));
+  for (const int64_t l : params_.dense_layers)
+    if (l >= n_layers)
+      invalid("dense layer " + std::to_string(l) + " does not exist (the model has " + std::to_string(n_layers) +
+              " layers)");
   if (n_kv_heads < 1) invalid("n_kv_heads must be at least 1, got " + std::to_string(n_kv_heads));
   if (n_q_heads < 1 || n_q_heads % n_kv_heads != 0)
     invalid("n_q_heads (" + std::to_string(n_q_heads) + ") must be a positive multiple of n_kv_heads (" +
@@ -74,14 +78,17 @@ MemoryUse ShadowKvCache::estimate_bytes(const KvSizes& sizes, const ShadowParams
     return use;
   }
   const int64_t c = params.chunk_size;
+  const int64_t dense = static_cast<int64_t>(std::count_if(params.dense_layers.begin(), params.dense_layers.end(),
+                                                             [&](int64_t l) { return l < sizes.n_layers; }));
+  const int64_t sparse_layers = sizes.n_layers - dense;
   const int64_t per_layer = lay.chunked_tokens * lay.rank             // U
                             + lay.rank * kv_dim                       // SV
                             + lay.n_chunks * kv_dim                   // landmarks
                             + 2 * lay.n_outliers * c * kv_dim         // outlier K, V
                             + 2 * lay.top_k * c * kv_dim              // resident selected chunks K, V
                             + 2 * (n_tokens - lay.chunked_tokens) * kv_dim;  // local window K, V
-  use.device_bytes = per_layer * bytes_per_element * sizes.n_layers;
-  use.offloaded_bytes = lay.chunked_tokens * kv_dim * bytes_per_element * sizes.n_layers;  // V of every chunk
+  use.device_bytes = (per_layer * sparse_layers + 2 * n_tokens * kv_dim * dense) * bytes_per_element;
+  use.offloaded_bytes = lay.chunked_tokens * kv_dim * bytes_per_element * sparse_layers;  // V of every chunk
   return use;
 }
 
@@ -155,34 +162,35 @@ void ShadowKvCache::finish_prefill(SeqId seq) {
     notice_ = "shadowkv: the sparse budget (" + std::to_string(params_.sparse_budget) +
               " tokens) covers the whole chunked prompt (" + std::to_string(s.layout.chunked_tokens) + " of " +
               std::to_string(prompt) + " tokens); using exact attention over every token";
-  s.recent_capacity = s.capacity - s.layout.recent_start();
   if (!s.layout.exact) {
     s.rope_table.assign(static_cast<size_t>(s.layout.chunked_tokens * head_dim_), 0.0f);
     rope_cos_sin_table(f32_view(s.rope_table, {s.layout.chunked_tokens, head_dim_ / 2, 2}),
                        TensorView(inv_freq_.data(), DType::kF32, {head_dim_ / 2}), position_scale_, 0);
   }
-  for (Layer& l : s.layers) build_layer(s, l);
+  for (size_t i = 0; i < s.layers.size(); ++i) build_layer(s, s.layers[i], static_cast<int64_t>(i));
   s.finished_prefill = true;
 }
 
 // §4.1: builds one layer's structures from its exact prompt K/V, then frees what is no longer needed.
-void ShadowKvCache::build_layer(Sequence& s, Layer& l) {
+void ShadowKvCache::build_layer(Sequence& s, Layer& l, int64_t layer) {
   const Layout& lay = s.layout;
   const int64_t H = n_kv_heads_, hd = head_dim_, kv_dim = H * hd, c = params_.chunk_size;
-  const int64_t S = lay.prompt_tokens, chunked = lay.chunked_tokens, first = lay.recent_start();
+  l.exact = lay.exact || params_.is_dense(layer);
+  const int64_t S = lay.prompt_tokens, chunked = lay.chunked_tokens, first = l.exact ? 0 : lay.recent_start();
+  l.recent_capacity = s.capacity - first;
 
   // The exact recent tokens, head-major: the local window (every prompt token for an exact sequence).
-  l.recent_k.assign(static_cast<size_t>(H * s.recent_capacity * hd), 0.0f);
+  l.recent_k.assign(static_cast<size_t>(H * l.recent_capacity * hd), 0.0f);
   l.recent_v.assign(l.recent_k.size(), 0.0f);
   for (int64_t t = first; t < S; ++t)
     for (int64_t h = 0; h < H; ++h) {
-      const size_t src = static_cast<size_t>((t * H + h) * hd), dst = static_cast<size_t>((h * s.recent_capacity + t - first) * hd);
+      const size_t src = static_cast<size_t>((t * H + h) * hd), dst = static_cast<size_t>((h * l.recent_capacity + t - first) * hd);
       std::copy_n(l.k.begin() + static_cast<std::ptrdiff_t>(src), hd, l.recent_k.begin() + static_cast<std::ptrdiff_t>(dst));
       std::copy_n(l.v.begin() + static_cast<std::ptrdiff_t>(src), hd, l.recent_v.begin() + static_cast<std::ptrdiff_t>(dst));
     }
   l.recent_len = S - first;
 
-  if (!lay.exact) {
+  if (!l.exact) {
     // Low-rank pre-RoPE keys (§3.1): factorize all S prompt keys; only the chunked rows of U are ever read.
     const int64_t r = lay.rank;
     std::vector<float> u(static_cast<size_t>(S * r));
@@ -272,8 +280,8 @@ void ShadowKvCache::decode_one(Sequence& s, Layer& l, const float* q, const floa
 
   // The new token joins the exact recent tokens: nothing is ever dropped.
   for (int64_t h = 0; h < H; ++h) {
-    std::copy_n(k + h * hd, hd, l.recent_k.begin() + (h * s.recent_capacity + l.recent_len) * hd);
-    std::copy_n(v + h * hd, hd, l.recent_v.begin() + (h * s.recent_capacity + l.recent_len) * hd);
+    std::copy_n(k + h * hd, hd, l.recent_k.begin() + (h * l.recent_capacity + l.recent_len) * hd);
+    std::copy_n(v + h * hd, hd, l.recent_v.begin() + (h * l.recent_capacity + l.recent_len) * hd);
   }
   ++l.recent_len;
   ++l.n_tokens;
@@ -282,11 +290,11 @@ void ShadowKvCache::decode_one(Sequence& s, Layer& l, const float* q, const floa
     l.v.insert(l.v.end(), v, v + H * hd);
   }
   const TensorView qv(const_cast<float*>(q), DType::kF32, {n_q_heads_, hd});
-  const SparseKvSegment recent{f32_view(l.recent_k, {H, s.recent_capacity, hd}),
-                               f32_view(l.recent_v, {H, s.recent_capacity, hd}), l.recent_len};
+  const SparseKvSegment recent{f32_view(l.recent_k, {H, l.recent_capacity, hd}),
+                               f32_view(l.recent_v, {H, l.recent_capacity, hd}), l.recent_len};
   const TensorView outv(out, DType::kF32, {n_q_heads_, hd});
 
-  if (lay.exact) {
+  if (l.exact) {
     const SparseKvSegment segments[] = {recent};
     attend_sparse({.q = qv, .segments = segments, .out = outv});
     if (report != nullptr) measure(s, l, q, out, *report);
@@ -354,8 +362,8 @@ void ShadowKvCache::measure(const Sequence& s, const Layer& l, const float* q, c
   for (int64_t g = 0; g < H; ++g) {
     // The keys this KV head attended: outliers, selected chunks, and every token from the local window on.
     std::fill(attended.begin(), attended.end(), 0);
-    for (int64_t t = lay.recent_start(); t < n; ++t) attended[static_cast<size_t>(t)] = 1;
-    if (!lay.exact) {
+    for (int64_t t = l.exact ? 0 : lay.recent_start(); t < n; ++t) attended[static_cast<size_t>(t)] = 1;
+    if (!l.exact) {
       for (int64_t o = 0; o < lay.n_outliers; ++o)
         for (int64_t i = 0; i < c; ++i) attended[static_cast<size_t>(l.outliers[static_cast<size_t>(g * lay.n_outliers + o)] * c + i)] = 1;
       for (int64_t j = 0; j < lay.top_k; ++j)

@@ -131,18 +131,19 @@ class ShadowKvCache final : public KvCache {
     // The exact recent tokens: local window + generated (every token for an exact sequence), head-major.
     std::vector<float> recent_k, recent_v;    // [n_kv_heads, recent_capacity, head_dim]
     int64_t recent_len = 0;
+    int64_t recent_capacity = 0;  // capacity - the first recent token (0 for an exact layer)
+    bool exact = false;           // exact attention over every token: an exact sequence or a dense layer
   };
   struct Sequence {
     int64_t capacity = 0;
     bool finished_prefill = false;
     Layout layout;
-    int64_t recent_capacity = 0;
     std::vector<float> rope_table;  // [chunked_tokens, head_dim/2, 2] (cos, sin) for rebuilt keys, all layers
     std::vector<Layer> layers;
   };
   Sequence& sequence(SeqId seq);
   const Sequence& sequence(SeqId seq) const;
-  void build_layer(Sequence& s, Layer& l);
+  void build_layer(Sequence& s, Layer& l, int64_t layer);
   void decode_one(Sequence& s, Layer& l, const float* q, const float* k, const float* v, float* out,
                   LayerReport& stats, bool measured);
   void measure(const Sequence& s, const Layer& l, const float* q, const float* out, LayerReport& r);

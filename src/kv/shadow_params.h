@@ -3,7 +3,9 @@
 // budget 2048 (24 per 1024 tokens of budget), and a local window of 4 chunks.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace skv {
 
@@ -13,6 +15,10 @@ struct ShadowParams {
   int64_t chunk_size = 8;        // tokens per chunk (c)
   int64_t outlier_chunks = -1;   // chunks per KV head kept exact (O); -1: 24 * sparse_budget / 1024
   int64_t local_chunks = 4;      // most recent prompt chunks kept exact (L), besides the S mod c remainder
+  // Layers that keep exact attention over every token (their K/V stay resident, nothing is selected): an
+  // extension for layers whose attention is too diffuse for a sparse budget (--report shows which). Empty:
+  // every layer is sparse, as in the paper.
+  std::vector<int64_t> dense_layers;
 
   // Throws Error(kInvalidArgument) naming the first invalid parameter.
   void validate() const;
@@ -20,6 +26,9 @@ struct ShadowParams {
   int64_t resolved_outlier_chunks() const { return outlier_chunks >= 0 ? outlier_chunks : 24 * sparse_budget / 1024; }
   // Chunks selected per KV head each step: k = sparse_budget / chunk_size.
   int64_t top_k() const { return sparse_budget / chunk_size; }
+  bool is_dense(int64_t layer) const {
+    return std::find(dense_layers.begin(), dense_layers.end(), layer) != dense_layers.end();
+  }
 };
 
 }  // namespace skv

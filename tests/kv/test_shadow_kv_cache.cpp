@@ -270,6 +270,34 @@ TEST(ShadowKvCache, BudgetCoveringTheChunkedPromptFallsBackToExactAttention) {
   EXPECT_TRUE(lay.exact);
 }
 
+// Dense layers (an extension for layers too diffuse for the budget): the listed layers attend exactly over every
+// token, the others stay sparse, exactly as without the option.
+TEST(ShadowKvCache, DenseLayersAttendExactlyOthersStaySparse) {
+  const Data d = make_data(8, 2, 16, 203, 5, 800);
+  ShadowParams p{.sparse_budget = 48, .rank = 6, .chunk_size = 8, .outlier_chunks = 2, .local_chunks = 2};
+  p.dense_layers = {1};
+  ShadowKvCache dense_last = make_shadow(d, p, 2);
+  FullKvCache full(1, 2, 16);
+  const auto got = run(dense_last, d, 2), want = run(full, d);  // run() returns the last layer's outputs
+  EXPECT_FALSE(dense_last.layout(7).exact);
+  EXPECT_TRUE(testing::tensors_near(got.data(), want.data(), got.size(), 1e-6, 1e-5));
+  p.dense_layers = {0};
+  ShadowKvCache dense_first = make_shadow(d, p, 2);
+  const auto sparse = run(dense_first, d, 2);
+  const auto ref = reference_shadowkv(d, p);
+  EXPECT_TENSOR_NEAR(TensorView(const_cast<float*>(sparse.data()), DType::kF32, {static_cast<int64_t>(sparse.size())}),
+                     TensorView(const_cast<float*>(ref.data()), DType::kF32, {static_cast<int64_t>(ref.size())}), 1e-5,
+                     1e-4);
+  // The estimator counts the dense layer's K and V of every token instead of its shadow.
+  const MemoryUse both_sparse = ShadowKvCache::estimate_bytes({2, 2, 16}, ShadowParams{.sparse_budget = 48, .rank = 6,
+                                                              .chunk_size = 8, .outlier_chunks = 2, .local_chunks = 2}, 203, 4);
+  const MemoryUse one_dense = ShadowKvCache::estimate_bytes({2, 2, 16}, p, 203, 4);
+  EXPECT_EQ(one_dense.offloaded_bytes, both_sparse.offloaded_bytes / 2);
+  EXPECT_EQ(one_dense.device_bytes, both_sparse.device_bytes / 2 + 2 * 203 * 32 * 4);
+  p.dense_layers = {2};
+  EXPECT_THROW(make_shadow(d, p, 2), Error);
+}
+
 TEST(ShadowKvCache, LayoutOfThePrompt) {
   const ShadowParams p{.sparse_budget = 64, .rank = 500, .chunk_size = 8, .outlier_chunks = -1, .local_chunks = 4};
   const auto lay = ShadowKvCache::plan(p, 256, 1003);  // 1003 = 121 * 8 + 32 + 3

@@ -20,6 +20,11 @@ void add_attention_flags(CLI::App& cmd, AttentionFlags& f, bool with_policy) {
                  "ShadowKV: chunks per KV head kept exact; -1 = 24 per 1024 tokens of budget (default -1)");
   cmd.add_option("--local-chunks", f.shadow.local_chunks,
                  "ShadowKV: most recent prompt chunks kept exact (default 4)");
+  cmd.add_option("--dense-layers", f.shadow.dense_layers,
+                 "ShadowKV: comma-separated layer indices that keep exact attention over every token (their K/V "
+                 "stay resident): for layers whose attention --report shows too diffuse for the budget "
+                 "(default none: every layer sparse, as in the paper)")
+      ->delimiter(',');
 }
 
 AttentionOptions attention_options(const AttentionFlags& f, AttentionKind kind, bool report) {

@@ -272,6 +272,8 @@ void run_eval(const EvalFlags& f) {
     settings["chunk-size"] = p.chunk_size;
     settings["outlier-chunks"] = p.resolved_outlier_chunks();
     settings["local-chunks"] = p.local_chunks;
+    // Only when given: results files written before the flag existed keep matching.
+    if (!p.dense_layers.empty()) settings["dense-layers"] = p.dense_layers;
   }
   ev::ResultsFile results = ev::ResultsFile::open(f.out, settings);
 
