@@ -6,8 +6,7 @@
 // cp.async pipeline (16-byte copies, rows past the sequence zero-filled); each of the 4 warps takes 16 keys of
 // a tile: S = Q K^T and O += P V on tensor cores (bf16 in, f32 accumulators) with its own online softmax; the
 // warps merge through shared memory and the CTA writes the split's normalized output and its log-sum-exp.
-// Kernel 2 (combine), one CTA per (query head, sequence): the log-sum-exp-weighted mean of the splits (weights
-// computed once per split in shared memory, then 8 splits' outputs loaded at a time).
+// Kernel 2 (combine), one CTA per (query head, sequence): the log-sum-exp-weighted mean of the splits.
 //
 // The splits are sized from max_length so that the grid fills the GPU about twice at batch 1 (8 KV heads at
 // 32K: 64 splits of 512 keys; decode_splits.h, shared with the generic kernel); CTAs whose split starts past
@@ -241,15 +240,11 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
   }
 }
 
-// One CTA of D threads per (query head, sequence). The splits' weights first (one thread per split, in shared
-// memory: dynamic, n_splits floats), then each thread sums its output element over the splits with 8
-// independent loads in flight: a few memory round trips instead of one or two per split.
+// One CTA of D threads per (query head, sequence).
 template <int D>
 __global__ void __launch_bounds__(D) decode_combine_kernel(const DecodeParams p) {
   pdl_enter();
-  extern __shared__ float s_weight[];  // [n_splits]
-  __shared__ float s_red[D / 32];
-  const int head = blockIdx.x, seq = blockIdx.y, d = threadIdx.x, lane = d & 31, warp = d >> 5;
+  const int head = blockIdx.x, seq = blockIdx.y, d = threadIdx.x;
   const int64_t row = static_cast<int64_t>(seq) * p.n_q_heads + head;
   float* out = p.out + row * D;
   int slot, len;
@@ -261,43 +256,16 @@ __global__ void __launch_bounds__(D) decode_combine_kernel(const DecodeParams p)
   const float* lse = p.partial_lse + row * p.n_splits;
   const int used = min(p.n_splits, (len + p.split_len - 1) / p.split_len);
   float mx = -INFINITY;
-  for (int s = d; s < used; s += D) {
-    const float ls = lse[s];
-    s_weight[s] = ls;
-    mx = fmaxf(mx, ls);
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-  if (lane == 0) s_red[warp] = mx;
-  __syncthreads();
-  mx = s_red[0];
-#pragma unroll
-  for (int w = 1; w < D / 32; ++w) mx = fmaxf(mx, s_red[w]);
-  if (mx == -INFINITY) {  // no split holds a key (cannot happen for len >= 1): NaN, as an empty softmax
-    out[d] = __int_as_float(0x7fc00000);
-    return;
-  }
-  __syncthreads();  // every thread has read s_red and the raw lse values
-  for (int s = d; s < used; s += D) s_weight[s] = fast_exp2(s_weight[s] - mx);  // -inf -> 0
-  __syncthreads();
+  for (int s = 0; s < used; ++s) mx = fmaxf(mx, lse[s]);
   float W = 0.0f, acc = 0.0f;
-  const float* po = p.partial_o + row * p.n_splits * D + d;
-  int s = 0;
-  for (; s + 8 <= used; s += 8) {
-    float v[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) v[i] = po[static_cast<int64_t>(s + i) * D];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const float w = s_weight[s + i];  // 0 for an empty split, whose partial_o was never written
+  if (mx != -INFINITY) {
+    for (int s = 0; s < used; ++s) {
+      const float ls = lse[s];
+      if (ls == -INFINITY) continue;
+      const float w = fast_exp2(ls - mx);
       W += w;
-      acc = w > 0.0f ? fmaf(w, v[i], acc) : acc;
+      acc += w * p.partial_o[(row * p.n_splits + s) * D + d];
     }
-  }
-  for (; s < used; ++s) {
-    const float w = s_weight[s];
-    W += w;
-    acc = w > 0.0f ? fmaf(w, po[static_cast<int64_t>(s) * D], acc) : acc;
   }
   out[d] = W > 0.0f ? acc / W : __int_as_float(0x7fc00000);
 }
@@ -337,19 +305,17 @@ void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, 
   const dim3 grid(static_cast<unsigned>(p.n_splits), static_cast<unsigned>(n_kv_heads * p.head_units),
                   static_cast<unsigned>(n_seqs));
   const dim3 combine_grid(static_cast<unsigned>(n_q_heads), static_cast<unsigned>(n_seqs));
-  const size_t combine_smem = static_cast<size_t>(p.n_splits) * sizeof(float);
-  SKV_ASSERT_MSG(combine_smem <= 48 * 1024, "attention_decode: too many splits for the combine");
   if (head_dim == 64) {
     constexpr size_t smem = decode_smem_bytes<64>();
     SKV_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     launch_after_previous(decode_split_kernel<64>, grid, kThreads, smem, stream, p);
-    launch_after_previous(decode_combine_kernel<64>, combine_grid, 64, combine_smem, stream, p);
+    launch_after_previous(decode_combine_kernel<64>, combine_grid, 64, 0, stream, p);
   } else {
     SKV_ASSERT(head_dim == 128);
     constexpr size_t smem = decode_smem_bytes<128>();
     SKV_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     launch_after_previous(decode_split_kernel<128>, grid, kThreads, smem, stream, p);
-    launch_after_previous(decode_combine_kernel<128>, combine_grid, 128, combine_smem, stream, p);
+    launch_after_previous(decode_combine_kernel<128>, combine_grid, 128, 0, stream, p);
   }
 }
 
