@@ -78,8 +78,8 @@ MemoryUse ShadowKvCache::estimate_bytes(const KvSizes& sizes, const ShadowParams
     return use;
   }
   const int64_t c = params.chunk_size;
-  const int64_t dense = static_cast<int64_t>(std::count_if(params.dense_layers.begin(), params.dense_layers.end(),
-                                                             [&](int64_t l) { return l < sizes.n_layers; }));
+  int64_t dense = 0;  // the layers the cache builds exact (is_dense: a layer listed twice is one layer)
+  for (int64_t l = 0; l < sizes.n_layers; ++l) dense += params.is_dense(l) ? 1 : 0;
   const int64_t sparse_layers = sizes.n_layers - dense;
   const int64_t per_layer = lay.chunked_tokens * lay.rank             // U
                             + lay.rank * kv_dim                       // SV

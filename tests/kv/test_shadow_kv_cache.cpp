@@ -294,6 +294,8 @@ TEST(ShadowKvCache, DenseLayersAttendExactlyOthersStaySparse) {
   const MemoryUse one_dense = ShadowKvCache::estimate_bytes({2, 2, 16}, p, 203, 4);
   EXPECT_EQ(one_dense.offloaded_bytes, both_sparse.offloaded_bytes / 2);
   EXPECT_EQ(one_dense.device_bytes, both_sparse.device_bytes / 2 + 2 * 203 * 32 * 4);
+  p.dense_layers = {0, 0};  // listed twice, still one layer
+  EXPECT_EQ(ShadowKvCache::estimate_bytes({2, 2, 16}, p, 203, 4).device_bytes, one_dense.device_bytes);
   p.dense_layers = {2};
   EXPECT_THROW(make_shadow(d, p, 2), Error);
 }
