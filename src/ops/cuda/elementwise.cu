@@ -62,8 +62,19 @@ __global__ void rms_norm_kernel(const float* x, const W* __restrict__ w, float* 
   }
 }
 
-// ---- rope: one thread per (token, i < half); the angle in double (position * scale * inv_freq, as the CPU
-// twin), then every head of the token is rotated with the same cos/sin.
+// cos and sin of RoPE's angle for the pair (i, i + half) at `position`: the angle in double (position * scale *
+// inv_freq, as the CPU twin), rounded to float after sincos. Shared by rope and split_qkv_rope.
+__device__ __forceinline__ void rope_cos_sin(int64_t position, float inv_freq, double position_scale, float& c,
+                                             float& s) {
+  const double angle = static_cast<double>(position) * position_scale * static_cast<double>(inv_freq);
+  double sd, cd;
+  sincos(angle, &sd, &cd);
+  c = static_cast<float>(cd);
+  s = static_cast<float>(sd);
+}
+
+// ---- rope: one thread per (token, i < half): rope_cos_sin, then every head of the token is rotated with the
+// same cos/sin.
 
 __global__ void rope_kernel(float* __restrict__ x, const int64_t* __restrict__ positions,
                             const float* __restrict__ inv_freq, double position_scale, int64_t n_tokens,
@@ -73,10 +84,8 @@ __global__ void rope_kernel(float* __restrict__ x, const int64_t* __restrict__ p
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= n_tokens * half) return;
   const int64_t t = idx / half, i = idx % half;
-  const double angle = static_cast<double>(positions[t]) * position_scale * static_cast<double>(inv_freq[i]);
-  double sd, cd;
-  sincos(angle, &sd, &cd);
-  const float c = static_cast<float>(cd), s = static_cast<float>(sd);
+  float c, s;
+  rope_cos_sin(positions[t], inv_freq[i], position_scale, c, s);
   for (int64_t h = 0; h < n_heads; ++h) {
     float* xh = x + (t * n_heads + h) * head_dim;
     const float x0 = xh[i], x1 = xh[i + half];
@@ -98,10 +107,8 @@ __global__ void split_qkv_rope_kernel(const float* __restrict__ qkv, const int64
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= n_tokens * half) return;
   const int64_t t = idx / half, i = idx % half;
-  const double angle = static_cast<double>(positions[t]) * position_scale * static_cast<double>(inv_freq[i]);
-  double sd, cd;
-  sincos(angle, &sd, &cd);
-  const float c = static_cast<float>(cd), s = static_cast<float>(sd);
+  float c, s;
+  rope_cos_sin(positions[t], inv_freq[i], position_scale, c, s);
   const float* src = qkv + t * (n_q_heads + 2 * n_kv_heads) * head_dim;
   for (int h = 0; h < n_q_heads + n_kv_heads; ++h) {
     const float x0 = src[h * head_dim + i], x1 = src[h * head_dim + i + half];
