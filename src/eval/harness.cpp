@@ -116,6 +116,7 @@ RunStats run_plan(const EvalPlan& plan, const EvalEnv& env, ResultsFile& results
       options.shadow = env.shadow;
       options.device = env.device;
       options.kv_dtype = env.kv_dtype;
+      options.report = env.report && m == AttentionKind::kShadowKv;
       options.max_sequences = 1;
       options.max_tokens = s.prompt_tokens() + s.max_new_tokens;
       std::unique_ptr<KvCache> cache = make_kv_cache(shape, options);
@@ -125,6 +126,14 @@ RunStats run_plan(const EvalPlan& plan, const EvalEnv& env, ResultsFile& results
       if (const auto* shadow = dynamic_cast<const ShadowKvCache*>(cache.get());
           shadow && stats.notice.empty() && !shadow->notice().empty())
         stats.notice = shadow->notice();
+      if (const auto* shadow = dynamic_cast<const ShadowKvCache*>(cache.get()); shadow && options.report) {
+        const RunStats::ReportKey key{u.task, u.context};
+        std::vector<LayerReport>& acc = stats.reports[key];
+        const std::vector<LayerReport> layers = shadow->report();
+        if (acc.empty()) acc.resize(layers.size());
+        for (size_t l = 0; l < layers.size() && l < acc.size(); ++l) acc[l].merge(layers[l]);
+        ++stats.reported_runs[key];
+      }
       ResultRecord r;
       r.task = u.task;
       r.context = u.context;

@@ -14,6 +14,7 @@
 
 #include "eval/results.h"
 #include "eval/tasks.h"
+#include "kv/shadow_kv_cache.h"
 #include "kv/shadow_kv_factory.h"
 #include "loader/model_loader.h"
 #include "tokenizer/tokenizer.h"
@@ -39,12 +40,23 @@ struct EvalEnv {
   DeviceId device{};
   DType weight_dtype = DType::kBF16;
   DType kv_dtype = DType::kBF16;
+  // ShadowKV runs measure their attention against exact attention (ShadowKvCache::enable_report; slower, and
+  // the cache keeps an exact K/V copy); RunStats::reports collects the per-layer diagnostics.
+  bool report = false;
 };
 
 struct RunStats {
   int64_t resumed = 0;                       // runs found in the results file
   int64_t ran = 0;                           // runs made now
   std::string notice;                        // the first ShadowKV notice (e.g. budget covering the prompt)
+  // EvalEnv::report: per (task, context), the ShadowKV runs made now merged layer by layer (resumed runs have none).
+  struct ReportKey {
+    std::string task;
+    int64_t context = 0;
+    auto operator<=>(const ReportKey&) const = default;
+  };
+  std::map<ReportKey, std::vector<LayerReport>> reports;
+  std::map<ReportKey, int64_t> reported_runs;
 };
 
 // (tokens done, tokens total): prompt and generation tokens of the runs still to make.

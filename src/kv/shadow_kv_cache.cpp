@@ -358,7 +358,9 @@ void ShadowKvCache::measure(const Sequence& s, const Layer& l, const float* q, c
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   std::vector<uint8_t> attended(static_cast<size_t>(n));
   std::vector<double> p(static_cast<size_t>(n)), sorted(static_cast<size_t>(n)), exact(static_cast<size_t>(hd));
-  double mass = 0.0, best = 0.0, err2 = 0.0, norm2 = 0.0;
+  std::vector<double> chunk_mass;  // [candidate chunks] of one query head
+  double mass = 0.0, best = 0.0, oracle = 0.0, err2 = 0.0, norm2 = 0.0;
+  int64_t top_hits = 0;
   for (int64_t g = 0; g < H; ++g) {
     // The keys this KV head attended: outliers, selected chunks, and every token from the local window on.
     std::fill(attended.begin(), attended.end(), 0);
@@ -391,11 +393,31 @@ void ShadowKvCache::measure(const Sequence& s, const Layer& l, const float* q, c
         const float* vt = l.v.data() + (t * H + g) * hd;
         for (int64_t d = 0; d < hd; ++d) exact[static_cast<size_t>(d)] += pt * vt[d];
       }
+      const int64_t top_key = std::max_element(sorted.begin(), sorted.end()) - sorted.begin();
+      top_hits += attended[static_cast<size_t>(top_key)];
+      // The perfect chunk selector: everything always attended, plus the top_k candidate chunks by exact mass.
+      double head_oracle = 0.0;
+      if (l.exact) {
+        head_oracle = 1.0;
+      } else {
+        chunk_mass.clear();
+        for (int64_t ch = 0; ch < lay.n_chunks; ++ch) {
+          double cm = 0.0;
+          for (int64_t i = 0; i < c; ++i) cm += sorted[static_cast<size_t>(ch * c + i)];
+          if (l.is_outlier[static_cast<size_t>(g * lay.n_chunks + ch)]) head_oracle += cm;
+          else chunk_mass.push_back(cm);
+        }
+        for (int64_t t = lay.recent_start(); t < n; ++t) head_oracle += sorted[static_cast<size_t>(t)];
+        const int64_t k = std::min<int64_t>(lay.top_k, static_cast<int64_t>(chunk_mass.size()));
+        std::nth_element(chunk_mass.begin(), chunk_mass.begin() + k, chunk_mass.end(), std::greater<double>());
+        for (int64_t j = 0; j < k; ++j) head_oracle += chunk_mass[static_cast<size_t>(j)];
+      }
       std::nth_element(sorted.begin(), sorted.begin() + (m - 1), sorted.end(), std::greater<double>());
       double head_best = 0.0;
       for (int64_t t = 0; t < m; ++t) head_best += sorted[static_cast<size_t>(t)];
       mass += head_mass;
       best += head_best;
+      oracle += head_oracle;
       for (int64_t d = 0; d < hd; ++d) {
         const double e = out[hq * hd + d] - exact[static_cast<size_t>(d)];
         err2 += e * e;
@@ -406,6 +428,9 @@ void ShadowKvCache::measure(const Sequence& s, const Layer& l, const float* q, c
   r.steps += 1;
   r.attended_mass += mass / static_cast<double>(n_q_heads_);
   r.best_mass += best / static_cast<double>(n_q_heads_);
+  r.chunk_oracle_mass += oracle / static_cast<double>(n_q_heads_);
+  r.top_key_queries += n_q_heads_;
+  r.top_key_hits += top_hits;
   r.output_error += norm2 > 0.0 ? std::sqrt(err2 / norm2) : std::sqrt(err2);
 }
 

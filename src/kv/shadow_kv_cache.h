@@ -38,11 +38,34 @@ struct LayerReport {
   double attended_mass = 0.0;      // sum over steps: exact attention mass on the attended keys (mean over query heads)
   double best_mass = 0.0;          // sum over steps: mass of the best set of as many keys (top exact weights)
   double output_error = 0.0;       // sum over steps: ||out - exact out|| / ||exact out|| over all query heads
+  // sum over steps: the mass a perfect chunk selector would capture with the same budget -- per query head, the
+  // top_k candidate chunks of highest exact mass plus what is always attended (outliers, local window, generated
+  // tokens). attended < oracle: the landmarks picked the wrong chunks; oracle < best: the budget (or the chunk
+  // granularity) is too small for the attention's spread.
+  double chunk_oracle_mass = 0.0;
+  int64_t top_key_queries = 0;     // (step, query head) pairs measured
+  int64_t top_key_hits = 0;        // of those, the ones whose highest-weight key was attended
   int64_t selected_chunks = 0;     // chunk selections (per KV head) in steps that had a previous selection
   int64_t reused_chunks = 0;       // of those, chunks already resident from the previous step
 
+  // Adds another report of the same layer (other sequences or runs).
+  void merge(const LayerReport& o) {
+    steps += o.steps;
+    attended_mass += o.attended_mass;
+    best_mass += o.best_mass;
+    output_error += o.output_error;
+    chunk_oracle_mass += o.chunk_oracle_mass;
+    top_key_queries += o.top_key_queries;
+    top_key_hits += o.top_key_hits;
+    selected_chunks += o.selected_chunks;
+    reused_chunks += o.reused_chunks;
+  }
   double mean_attended_mass() const { return steps ? attended_mass / static_cast<double>(steps) : 0.0; }
   double mean_best_mass() const { return steps ? best_mass / static_cast<double>(steps) : 0.0; }
+  double mean_chunk_oracle_mass() const { return steps ? chunk_oracle_mass / static_cast<double>(steps) : 0.0; }
+  double top_key_hit_rate() const {
+    return top_key_queries ? static_cast<double>(top_key_hits) / static_cast<double>(top_key_queries) : 0.0;
+  }
   double mean_output_error() const { return steps ? output_error / static_cast<double>(steps) : 0.0; }
   // Share of selected chunks found resident; the first step of a sequence (nothing to reuse) is not counted.
   double hit_rate() const {

@@ -794,7 +794,10 @@ class ShadowKvCliTest(CliTestCase):
         for layer in report:
             self.assertEqual(layer["steps"], 39)  # every decode step after the first token (from the prefill)
             self.assertGreater(layer["attended_mass"], 0.0)
-            self.assertLessEqual(layer["attended_mass"], layer["best_mass"] + 1e-9)
+            self.assertLessEqual(layer["attended_mass"], layer["chunk_oracle_mass"] + 1e-9)
+            self.assertLessEqual(layer["chunk_oracle_mass"], layer["best_mass"] + 1e-9)
+            self.assertGreaterEqual(layer["top_key_hit_rate"], 0.0)
+            self.assertLessEqual(layer["top_key_hit_rate"], 1.0)
             self.assertLessEqual(layer["best_mass"], 1.0 + 1e-9)
             self.assertGreaterEqual(layer["output_rel_error"], 0.0)
             self.assertGreater(layer["hit_rate"], 0.0)

@@ -248,7 +248,39 @@ TEST(ShadowKvCache, FullRankAndEveryChunkAttendedIsExactAttention) {
     EXPECT_NEAR(r.mean_best_mass(), 1.0, 1e-9);
     EXPECT_LT(r.mean_output_error(), 1e-5);
     EXPECT_EQ(r.hit_rate(), 1.0);  // every non-outlier chunk is selected at every step
+    EXPECT_NEAR(r.mean_chunk_oracle_mass(), 1.0, 1e-9);
+    EXPECT_EQ(r.top_key_queries, 5 * n_q);
+    EXPECT_EQ(r.top_key_hit_rate(), 1.0);
   }
+}
+
+// The report tells a landmark that picks the wrong chunk from a budget too small: one sharp key in chunk 2 holds
+// most of the exact weight, but the mean of chunk 5's eight moderately aligned keys scores higher, so the one
+// chunk of budget goes to chunk 5. The perfect chunk selector would have taken chunk 2.
+TEST(ShadowKvCache, ReportSeparatesWrongSelectionFromSmallBudget) {
+  const int64_t hd = 16, S = 72;  // c = 8, L = 1: chunks 0-7 (64 tokens) + 8 local tokens
+  Data d = make_data(1, 1, hd, S, 1, 450);
+  std::fill(d.k.begin(), d.k.end(), 0.0f);
+  d.k[static_cast<size_t>((2 * 8 + 3) * hd)] = 3.0f;                                // chunk 2, key 3: sharp
+  for (int64_t i = 0; i < 8; ++i) d.k[static_cast<size_t>((5 * 8 + i) * hd)] = 1.0f;  // chunk 5: all moderate
+  d.k_pre = d.k;  // the rebuilt keys do not enter the masses
+  std::fill(d.dq.begin(), d.dq.end(), 0.0f);
+  d.dq[0] = 10.0f;
+  std::fill(d.dk.begin(), d.dk.end(), 0.0f);
+  const ShadowParams p{.sparse_budget = 8, .rank = 4, .chunk_size = 8, .outlier_chunks = 0, .local_chunks = 1};
+  ShadowKvCache shadow = make_shadow(d, p);
+  shadow.enable_report(true);
+  (void)run(shadow, d);
+  const LayerReport r = shadow.report()[0];
+  ASSERT_EQ(r.steps, 1);
+  // exact logits (scale 1/4): the sharp key 7.5, chunk 5's keys 2.5 each, the other 64 keys (55 chunked, 8 local, the
+  // decode token's) 0
+  const double z = std::exp(7.5) + 8 * std::exp(2.5) + 64.0;
+  const double always = 9.0 / z;  // the 8 local tokens and the decode token
+  EXPECT_NEAR(r.mean_attended_mass(), always + 8 * std::exp(2.5) / z, 1e-6);       // chunk 5 selected
+  EXPECT_NEAR(r.mean_chunk_oracle_mass(), always + (std::exp(7.5) + 7.0) / z, 1e-6);  // chunk 2 would be
+  EXPECT_NEAR(r.mean_best_mass(), (std::exp(7.5) + 8 * std::exp(2.5) + 8.0) / z, 1e-6);  // 17 keys: the top 9 + 8 zeros
+  EXPECT_EQ(r.top_key_hit_rate(), 0.0);
 }
 
 TEST(ShadowKvCache, BudgetCoveringTheChunkedPromptFallsBackToExactAttention) {

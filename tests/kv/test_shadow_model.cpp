@@ -160,7 +160,10 @@ TEST(ShadowKvModel, Stories15MGeneratesAThousandTokensKeepingEveryToken) {
     EXPECT_GT(r.hit_rate(), 0.0);
     EXPECT_LE(r.hit_rate(), 1.0);
     EXPECT_GT(r.mean_attended_mass(), 0.0);
-    EXPECT_LE(r.mean_attended_mass(), r.mean_best_mass() + 1e-12);
+    EXPECT_LE(r.mean_attended_mass(), r.mean_chunk_oracle_mass() + 1e-12);
+    EXPECT_LE(r.mean_chunk_oracle_mass(), r.mean_best_mass() + 1e-12);
+    EXPECT_GE(r.top_key_hit_rate(), 0.0);
+    EXPECT_LE(r.top_key_hit_rate(), 1.0);
     std::printf("  layer %d: attended mass %.4f, best %.4f, output error %.4f, hit rate %.3f\n", layer++,
                 r.mean_attended_mass(), r.mean_best_mass(), r.mean_output_error(), r.hit_rate());
   }

@@ -15,6 +15,7 @@
 #include "attention_flags.h"
 #include "cli_common.h"
 #include "device_flags.h"
+#include "shadow_report.h"
 #include "core/error.h"
 #include "eval/chat_template.h"
 #include "eval/harness.h"
@@ -50,6 +51,7 @@ struct EvalFlags {
   std::string kv_dtype;      // empty: the device's (CPU f32, CUDA bf16)
   std::string weight_dtype = "bf16";  // CUDA only
   bool list_tasks = false;
+  bool report = false;
 };
 
 
@@ -208,6 +210,8 @@ void run_eval(const EvalFlags& f) {
   if (with_shadow && device.kind == DeviceKind::kCuda)
     throw Error(ErrorCode::kUnsupported, "--attention shadowkv runs on the CPU backend only for now: with --device " +
                                              f.device + " pass --attention full");
+  if (f.report && !with_shadow)
+    throw Error(ErrorCode::kInvalidArgument, "--report measures ShadowKV against exact attention: add shadowkv to --attention");
   const AttentionOptions shadow_options = attention_options(f.attention, AttentionKind::kShadowKv, false);
   if (sweep)
     for (int64_t i = 0; i < f.sweep_depth; ++i)
@@ -288,6 +292,7 @@ void run_eval(const EvalFlags& f) {
   env.device = device;
   env.weight_dtype = weight_dtype;
   env.kv_dtype = kv_dtype;
+  env.report = f.report;
 
   const int64_t n_runs = static_cast<int64_t>(plan.tasks.size() * plan.contexts.size() *
                                               std::max<size_t>(1, plan.depths.size()) * plan.methods.size()) *
@@ -337,6 +342,12 @@ void run_eval(const EvalFlags& f) {
       if (!t.available) j["unavailable_tasks"].push_back(t.name);
     if (sweep) j["heatmap"] = f.heatmap;
     if (!stats.notice.empty()) j["notice"] = stats.notice;
+    if (f.report) {
+      j["report"] = json::array();
+      for (const auto& [key, layers] : stats.reports)
+        j["report"].push_back({{"task", key.task}, {"context", key.context}, {"runs", stats.reported_runs.at(key)},
+                               {"layers", report_json(layers)}});
+    }
     std::printf("%s\n", j.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
     return;
   }
@@ -347,6 +358,15 @@ void run_eval(const EvalFlags& f) {
     print_table(plan, sum);
     std::printf("unavailable (not run): %s (RULER's QA tasks need the SQuAD and HotpotQA datasets)\n",
                 unavailable_tasks().c_str());
+  }
+  if (f.report) {
+    if (stats.reports.empty())
+      std::printf("report: no ShadowKV run was made now (runs resumed from %s are not measured)\n", f.out.c_str());
+    for (const auto& [key, layers] : stats.reports)
+      print_report(stdout,
+                   "ShadowKV report: " + key.task + " at " + ev::format_context_length(key.context) + " (" +
+                       std::to_string(stats.reported_runs.at(key)) + " run(s) made now)",
+                   layers);
   }
   std::printf("results: %s\n", f.out.c_str());
 }
@@ -391,6 +411,10 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--device", f->device, "cpu or cuda[:N] (default cpu); CUDA runs full attention only");
   cmd->add_option("--weight-dtype", f->weight_dtype, "CUDA: bf16 (default) or f32 (with --kv-dtype f32, the CPU's numbers)");
   cmd->add_option("--kv-dtype", f->kv_dtype, kKvDtypeHelp);
+  cmd->add_flag("--report", f->report,
+                "ShadowKV diagnostics per task and context: per layer, the exact attention mass the selected keys "
+                "captured vs a perfect chunk selector and the best keys of the same budget, how often the top key "
+                "was attended, the output error (slower: every step is also computed exactly; see docs/shadowkv.md)");
   cmd->add_flag("--list-tasks", f->list_tasks, "List the tasks, their budgets and metrics, and exit");
   cmd->callback([f] { run_eval(*f); });
 }

@@ -15,6 +15,7 @@
 #include "attention_flags.h"
 #include "cli_common.h"
 #include "device_flags.h"
+#include "shadow_report.h"
 #include "model/device_util.h"
 #include "model/memory_plan.h"
 #include "engine/engine.h"
@@ -71,37 +72,6 @@ std::vector<int32_t> read_prompt_ids(const std::string& path) {
   }
   if (ids.empty()) throw Error(ErrorCode::kInvalidArgument, "--prompt-ids " + path + " holds no token ids");
   return ids;
-}
-
-// Per layer: how much of the exact attention mass the attended set captured, how much the best set of the same
-// size would have, the output's relative error, and how often selected chunks were already resident.
-nlohmann::json report_json(const std::vector<LayerReport>& layers) {
-  nlohmann::json out = nlohmann::json::array();
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const LayerReport& r = layers[l];
-    out.push_back({{"layer", l}, {"steps", r.steps}, {"attended_mass", r.mean_attended_mass()},
-                   {"best_mass", r.mean_best_mass()}, {"output_rel_error", r.mean_output_error()},
-                   {"hit_rate", r.hit_rate()}});
-  }
-  return out;
-}
-
-void print_report(const std::vector<LayerReport>& layers) {
-  std::fprintf(stderr, "ShadowKV report (means over decode steps; mass = share of exact attention weight)\n");
-  std::fprintf(stderr, "%5s %7s %14s %10s %16s %9s\n", "layer", "steps", "attended mass", "best mass",
-               "output rel err", "hit rate");
-  double mass = 0, best = 0, err = 0, hit = 0;
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const LayerReport& r = layers[l];
-    std::fprintf(stderr, "%5zu %7lld %14.4f %10.4f %16.4f %9.3f\n", l, static_cast<long long>(r.steps),
-                 r.mean_attended_mass(), r.mean_best_mass(), r.mean_output_error(), r.hit_rate());
-    mass += r.mean_attended_mass();
-    best += r.mean_best_mass();
-    err += r.mean_output_error();
-    hit += r.hit_rate();
-  }
-  const double n = layers.empty() ? 1.0 : static_cast<double>(layers.size());
-  std::fprintf(stderr, "%5s %7s %14.4f %10.4f %16.4f %9.3f\n", "mean", "", mass / n, best / n, err / n, hit / n);
 }
 
 void run_generate(const GenerateFlags& f) {
@@ -263,7 +233,8 @@ void run_generate(const GenerateFlags& f) {
     std::fprintf(stderr, "prefill: %lld tokens, %.1f tokens/s | decode: %lld tokens, %.1f tokens/s | finish: %s\n",
                  static_cast<long long>(st.prefill_tokens), prefill_tps, static_cast<long long>(generated.size()),
                  decode_tps, finish.c_str());
-    if (f.report && shadow != nullptr) print_report(shadow->report());
+    if (f.report && shadow != nullptr)
+      print_report(stderr, "ShadowKV report", shadow->report());
   }
 }
 
