@@ -3,12 +3,9 @@
 // (+ q and out), compared with the streaming-read and copy bandwidth measured in the same run (target >= 85%).
 // Several caches are rotated so that each timed call reads memory not left in L2 by the previous one.
 // The default plan is timed with programmatic dependent launch off and on (back-to-back calls, as in a decode
-// step); `--sweep` adds a sweep of the split plan's target CTA count (decode_splits.h) at batch 1 and 8;
-// `--variants` times the kernel's variants (DecodeTuning: L2 prefetch before the PDL wait of 0, 128 or 256 keys,
-// splits merged by the last CTA or by a combine kernel) with PDL at the default plan.
+// step); `--sweep` adds a sweep of the split plan's target CTA count (decode_splits.h) at batch 1 and 8.
 #include <cstdio>
 #include <cstring>
-#include <string>
 #include <vector>
 
 #include "bench/ops/bench_common.cuh"
@@ -20,8 +17,6 @@ using namespace skv;
 int main(int argc, char** argv) {
   if (!bench::require_gpu()) return 0;
   const bool sweep = argc > 1 && std::strcmp(argv[1], "--sweep") == 0;
-  const bool variants = argc > 1 && std::strcmp(argv[1], "--variants") == 0;
-  const cuda::DecodeTuning default_tuning = cuda::decode_tuning();
   try {
     const bench::Ceilings ceil = bench::measure_ceilings(false);
     const int64_t n_q_heads = 32, n_kv_heads = 8, head_dim = 128;
@@ -29,21 +24,12 @@ int main(int argc, char** argv) {
     const int64_t sms = device_properties(0).multiprocessors;
     // target -1: the default plan without PDL, 0: the default plan with PDL; then multiples of the SM count
     // (1 = one CTA per SM in one wave).
-    // variant v >= 0 (--variants): prefetch_keys kPrefetch[v / 2], fused_combine v % 2 == 1; -1: the default
-    constexpr int kPrefetch[3] = {0, 128, 256};
-    for (int variant = variants ? 0 : -1; variant < (variants ? 6 : 0); ++variant)
     for (int64_t target : {int64_t{-1}, int64_t{0}, sms, 2 * sms, 3 * sms, 4 * sms, 6 * sms, 8 * sms})
     for (int64_t ctx : {32768, 131072}) {
       for (int64_t batch : {1, 8}) {
         if (target > 0 && (!sweep || (batch == 8 && ctx == 131072))) continue;  // the sweep's point is small grids
-        if (variant >= 0 && target != 0) continue;
         set_programmatic_launch(target != -1);
         cuda::decode_split_target_ctas_override() = target > 0 ? target : 0;
-        cuda::decode_tuning() = default_tuning;
-        if (variant >= 0) cuda::decode_tuning() = {kPrefetch[variant / 2], variant % 2 == 1};
-        const std::string variant_name =
-            variant < 0 ? "" : " prefetch " + std::to_string(cuda::decode_tuning().prefetch_keys) +
-                                   (cuda::decode_tuning().fused_combine ? " fused" : " combine");
         const cuda::DecodeSplitPlan plan = cuda::plan_decode_splits(batch, n_q_heads, n_kv_heads, ctx, 0);
         const size_t cache_bytes = static_cast<size_t>(batch * ctx * n_kv_heads * head_dim) * 2 * 2;
         // copies of the cache so that the bytes between two reads of one copy exceed 4x L2 (at most 8)
@@ -75,20 +61,17 @@ int main(int argc, char** argv) {
         const double ms = bench::time_ms(step, 30, 4, 3);
         const double bytes = static_cast<double>(cache_bytes) + 2.0 * batch * n_q_heads * head_dim * 4;
         const double gbs = bytes / (ms * 1e6);
-        std::printf("decode attention ctx %6lld batch %lld target %4lld CTAs%s%s (%d splits of %d keys, %lld CTAs): %.3f ms, "
+        std::printf("decode attention ctx %6lld batch %lld target %4lld CTAs%s (%d splits of %d keys, %lld CTAs): %.3f ms, "
                     "%.0f GB/s = %.1f%% of streaming read, %.1f%% of copy\n",
                     static_cast<long long>(ctx), static_cast<long long>(batch), static_cast<long long>(target),
-                    target == -1 ? " no PDL" : target == 0 ? " PDL" : "", variant_name.c_str(), plan.n_splits, plan.split_len, static_cast<long long>(plan.n_splits * batch * n_kv_heads), ms, gbs,
+                    target == -1 ? " no PDL" : target == 0 ? " PDL" : "", plan.n_splits, plan.split_len, static_cast<long long>(plan.n_splits * batch * n_kv_heads), ms, gbs,
                     100 * gbs / ceil.read_gbs, 100 * gbs / ceil.copy_gbs);
         bench::print_result("decode_ctx" + std::to_string(ctx) + "_b" + std::to_string(batch) + "_target" +
-                                std::to_string(target) +
-                                (variant < 0 ? "" : "_prefetch" + std::to_string(kPrefetch[variant / 2]) +
-                                                        (variant % 2 == 1 ? "_fused" : "_combine")),
+                                std::to_string(target),
                             gbs, "GB/s", ceil.read_gbs, "read");
       }
     }
     cuda::decode_split_target_ctas_override() = 0;
-    cuda::decode_tuning() = default_tuning;
     set_programmatic_launch(true);
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -24,7 +24,6 @@
 #include "backend/device.h"
 #include "core/buffer.h"
 #include "ops/cuda/cuda_ops.h"
-#include "ops/cuda/decode_splits.h"
 #include "ops/ops.h"
 #include "testing/cuda_testing.h"
 #include "testing/tensor_testing.h"
@@ -378,96 +377,48 @@ void run_decode_case(const DecodeCase& c, uint64_t seed) {
   }
 }
 
-// Runs `body` once per variant of the tensor-core decode kernel (decode_splits.h's DecodeTuning): the splits
-// merged by the last CTA (the default) or by the combine kernel, with and without the L2 prefetch.
-template <typename Body>
-void for_each_decode_variant(Body body) {
-  const cuda::DecodeTuning saved = cuda::decode_tuning();
-  for (const cuda::DecodeTuning t : {cuda::DecodeTuning{128, true}, cuda::DecodeTuning{0, false}, cuda::DecodeTuning{4096, true}}) {
-    cuda::decode_tuning() = t;
-    SCOPED_TRACE("prefetch_keys " + std::to_string(t.prefetch_keys) + (t.fused_combine ? " fused" : " combine kernel"));
-    body();
-  }
-  cuda::decode_tuning() = saved;
-}
-
 TEST(OpsCuda, AttentionDecodeBatchMatchesCpuAndFloat64) {
   REQUIRE_CUDA();
-  for_each_decode_variant([] {
-    run_decode_case({32, 8, 128, 32768, {1, 7, 4097, 32768}}, 100);  // Llama-3-8B shape, lengths 1..32K in one batch
-    run_decode_case({8, 8, 64, 300, {1, 300, 129}}, 101);            // 1:1
-    run_decode_case({16, 2, 64, 5000, {4097, 3, 64, 65}}, 102);      // 8:1
-    run_decode_case({28, 4, 128, 2000, {1999, 1}}, 103);             // 7:1
-    run_decode_case({32, 1, 128, 700, {700}}, 104);                  // 32:1 (two CTAs per KV head)
-  });
-}
-
-TEST(OpsCuda, AttentionDecodeBatchRepeatedCallsReuseTheSplitCounters) {
-  // The fused merge's counters must be back at zero after every launch: many calls of different shapes in a row
-  // (more splits, fewer splits, more sequences) all agree with the combine-kernel variant.
-  REQUIRE_CUDA();
-  const int64_t n_q_heads = 16, n_kv_heads = 4, head_dim = 128, capacity = 9000;
-  auto q = random_tensor({3, n_q_heads, head_dim}, 140, -2, 2);
-  auto kv = random_tensor({3, capacity, n_kv_heads, head_dim}, 141, -2, 2);
-  DeviceBuffer dq = to_device(q), dk = to_device(kv, DType::kBF16), dv = to_device(kv, DType::kBF16);
-  DeviceBuffer dslots = ints_to_device(std::vector<int32_t>{2, 0, 1}, DType::kI32);
-  const cuda::DecodeTuning saved = cuda::decode_tuning();
-  for (int round = 0; round < 3; ++round)
-    for (const std::vector<int32_t>& lens : {std::vector<int32_t>{9000, 17, 4000}, std::vector<int32_t>{65, 64, 1},
-                                             std::vector<int32_t>{8999, 8999, 8999}}) {
-      DeviceBuffer dlen = ints_to_device(lens, DType::kI32);
-      HostBuffer outs[2];
-      for (int fused = 0; fused < 2; ++fused) {
-        cuda::decode_tuning().fused_combine = fused == 1;
-        DeviceBuffer dout(DType::kF32, {3, n_q_heads, head_dim});
-        poison_nan(dout.view());
-        attention_decode_batch({.q = dq.view(), .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslots.view(),
-                                .lengths = dlen.view(), .out = dout.view(), .max_length = round == 1 ? 9000 : 0});
-        outs[fused] = to_host(dout.view());
-      }
-      for (int64_t e = 0; e < outs[0].view().numel(); ++e) {
-        ASSERT_TRUE(std::isfinite(outs[1].ptr<float>()[e])) << "round " << round << " element " << e;
-        ASSERT_NEAR(outs[1].ptr<float>()[e], outs[0].ptr<float>()[e], 1e-5f * (1.0f + std::fabs(outs[0].ptr<float>()[e])));
-      }
-    }
-  cuda::decode_tuning() = saved;
+  run_decode_case({32, 8, 128, 32768, {1, 7, 4097, 32768}}, 100);  // Llama-3-8B shape, lengths 1..32K in one batch
+  run_decode_case({8, 8, 64, 300, {1, 300, 129}}, 101);            // 1:1
+  run_decode_case({16, 2, 64, 5000, {4097, 3, 64, 65}}, 102);      // 8:1
+  run_decode_case({28, 4, 128, 2000, {1999, 1}}, 103);             // 7:1
+  run_decode_case({32, 1, 128, 700, {700}}, 104);                  // 32:1 (two CTAs per KV head)
 }
 
 TEST(OpsCuda, AttentionDecodeBatchInvalidSequenceGivesNaNOnly) {
   REQUIRE_CUDA();
-  for_each_decode_variant([] {
-    const int64_t n_q_heads = 8, n_kv_heads = 2, head_dim = 64, capacity = 100, row = n_q_heads * head_dim;
-    auto q = random_tensor({3, n_q_heads, head_dim}, 110);
-    auto kv = random_tensor({2, capacity, n_kv_heads, head_dim}, 111);
-    DeviceBuffer dq = to_device(q), dk = to_device(kv, DType::kBF16), dv = to_device(kv, DType::kBF16);
-    DeviceBuffer dslots = ints_to_device(std::vector<int32_t>{0, 5, 1}, DType::kI32);
-    DeviceBuffer dlen = ints_to_device(std::vector<int32_t>{10, 10, 101}, DType::kI32);
-    DeviceBuffer dout(DType::kF32, {3, n_q_heads, head_dim});
-    poison_nan(dout.view());
-    attention_decode_batch({.q = dq.view(), .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslots.view(),
-                            .lengths = dlen.view(), .out = dout.view()});
-    HostBuffer got = to_host(dout.view());
-    for (int64_t e = 0; e < row; ++e) {
-      EXPECT_TRUE(std::isfinite(got.ptr<float>()[e]));
-      EXPECT_TRUE(std::isnan(got.ptr<float>()[row + e]));      // slot 5 of 2
-      EXPECT_TRUE(std::isnan(got.ptr<float>()[2 * row + e]));  // length 101 > capacity
-    }
-    // A length past max_length's splits (max_length 1: one split of 64 keys) is NaN too, not a silent truncation;
-    // and the call after it (whose counters that sequence must not have disturbed) is right again.
-    DeviceBuffer dlen90 = ints_to_device(std::vector<int32_t>{90}, DType::kI32);
-    DeviceBuffer dslot0 = ints_to_device(std::vector<int32_t>{0}, DType::kI32);
-    DeviceBuffer dout1(DType::kF32, {1, n_q_heads, head_dim});
-    const TensorView q1(dq.data(), DType::kF32, {1, n_q_heads, head_dim}, dq.view().device);
-    attention_decode_batch({.q = q1, .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslot0.view(),
-                            .lengths = dlen90.view(), .out = dout1.view(), .max_length = 1});
-    HostBuffer got1 = to_host(dout1.view());
-    for (int64_t e = 0; e < row; ++e) ASSERT_TRUE(std::isnan(got1.ptr<float>()[e]));
-    DeviceBuffer dlen10 = ints_to_device(std::vector<int32_t>{10}, DType::kI32);
-    attention_decode_batch({.q = q1, .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslot0.view(),
-                            .lengths = dlen10.view(), .out = dout1.view()});
-    HostBuffer got2 = to_host(dout1.view());
-    for (int64_t e = 0; e < row; ++e) ASSERT_NEAR(got2.ptr<float>()[e], got.ptr<float>()[e], 1e-6f);
-  });
+  const int64_t n_q_heads = 8, n_kv_heads = 2, head_dim = 64, capacity = 100, row = n_q_heads * head_dim;
+  auto q = random_tensor({3, n_q_heads, head_dim}, 110);
+  auto kv = random_tensor({2, capacity, n_kv_heads, head_dim}, 111);
+  DeviceBuffer dq = to_device(q), dk = to_device(kv, DType::kBF16), dv = to_device(kv, DType::kBF16);
+  DeviceBuffer dslots = ints_to_device(std::vector<int32_t>{0, 5, 1}, DType::kI32);
+  DeviceBuffer dlen = ints_to_device(std::vector<int32_t>{10, 10, 101}, DType::kI32);
+  DeviceBuffer dout(DType::kF32, {3, n_q_heads, head_dim});
+  poison_nan(dout.view());
+  attention_decode_batch({.q = dq.view(), .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslots.view(),
+                          .lengths = dlen.view(), .out = dout.view()});
+  HostBuffer got = to_host(dout.view());
+  for (int64_t e = 0; e < row; ++e) {
+    EXPECT_TRUE(std::isfinite(got.ptr<float>()[e]));
+    EXPECT_TRUE(std::isnan(got.ptr<float>()[row + e]));      // slot 5 of 2
+    EXPECT_TRUE(std::isnan(got.ptr<float>()[2 * row + e]));  // length 101 > capacity
+  }
+  // A length past max_length's splits (max_length 1: one split of 64 keys) is NaN too, not a silent truncation;
+  // the call after it is right again.
+  DeviceBuffer dlen90 = ints_to_device(std::vector<int32_t>{90}, DType::kI32);
+  DeviceBuffer dslot0 = ints_to_device(std::vector<int32_t>{0}, DType::kI32);
+  DeviceBuffer dout1(DType::kF32, {1, n_q_heads, head_dim});
+  const TensorView q1(dq.data(), DType::kF32, {1, n_q_heads, head_dim}, dq.view().device);
+  attention_decode_batch({.q = q1, .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslot0.view(),
+                          .lengths = dlen90.view(), .out = dout1.view(), .max_length = 1});
+  HostBuffer got1 = to_host(dout1.view());
+  for (int64_t e = 0; e < row; ++e) ASSERT_TRUE(std::isnan(got1.ptr<float>()[e]));
+  DeviceBuffer dlen10 = ints_to_device(std::vector<int32_t>{10}, DType::kI32);
+  attention_decode_batch({.q = q1, .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslot0.view(),
+                          .lengths = dlen10.view(), .out = dout1.view()});
+  HostBuffer got2 = to_host(dout1.view());
+  for (int64_t e = 0; e < row; ++e) ASSERT_NEAR(got2.ptr<float>()[e], got.ptr<float>()[e], 1e-6f);
 }
 
 TEST(OpsCuda, AttentionDecodeMatchesCpu) {
@@ -481,11 +432,9 @@ TEST(OpsCuda, AttentionDecodeMatchesCpu) {
     attention_decode({.q = q.view(), .k = k.view(), .v = v.view(), .out = want.view()});
     DeviceBuffer dq = to_device(q), dk = to_device(k, DType::kBF16), dv = to_device(v, DType::kBF16);
     DeviceBuffer dout(DType::kF32, {n_q_heads, head_dim});
-    for_each_decode_variant([&] {
-      poison_nan(dout.view());
-      attention_decode({.q = dq.view(), .k = dk.view(), .v = dv.view(), .out = dout.view()});
-      EXPECT_TRUE(finite_and_close_l2(to_host(dout.view()), want, kBf16RelL2)) << "kv_len " << kv_len;
-    });
+    poison_nan(dout.view());
+    attention_decode({.q = dq.view(), .k = dk.view(), .v = dv.view(), .out = dout.view()});
+    EXPECT_TRUE(finite_and_close_l2(to_host(dout.view()), want, kBf16RelL2)) << "kv_len " << kv_len;
   }
 }
 

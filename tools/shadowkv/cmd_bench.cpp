@@ -18,7 +18,6 @@
 #include "model/device_util.h"
 #include "model/llama_model.h"
 #include "model/memory_plan.h"
-#include "ops/cuda/decode_splits.h"
 #include "size_flags.h"
 
 namespace skv::cli {
@@ -37,8 +36,6 @@ struct BenchFlags {
   int64_t prefill_chunk = kCudaPrefillChunk;
   std::string cuda_graphs = "on";
   std::string pdl = "on";
-  std::string decode_merge = "last-cta";
-  int64_t decode_prefetch = cuda::DecodeTuning{}.prefetch_keys;
   bool json = false;
 };
 
@@ -110,11 +107,6 @@ void run_bench(const BenchFlags& f) {
   if (f.pdl != "on" && f.pdl != "off")
     throw Error(ErrorCode::kInvalidArgument, "--pdl must be on or off, got '" + f.pdl + "'");
   set_programmatic_launch(f.pdl == "on");
-  if (f.decode_merge != "last-cta" && f.decode_merge != "kernel")
-    throw Error(ErrorCode::kInvalidArgument, "--decode-merge must be last-cta or kernel, got '" + f.decode_merge + "'");
-  if (f.decode_prefetch < 0 || f.decode_prefetch > 65536)
-    throw Error(ErrorCode::kInvalidArgument, "--decode-prefetch must be in [0, 65536], got " + std::to_string(f.decode_prefetch));
-  cuda::decode_tuning() = {static_cast<int>(f.decode_prefetch), f.decode_merge == "last-cta"};
   std::unique_ptr<LlamaModel> model;
   if (f.random_weights) {
     model = LlamaModel::with_random_weights(load_hf_config(dir / "config.json"), mo, f.seed);
@@ -316,12 +308,6 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--pdl", f->pdl,
                   "on (default, sm_90+): the decode kernels use programmatic dependent launch, each starting while "
                   "the one before it finishes; off: ordinary launches (to measure what PDL saves)");
-  cmd->add_option("--decode-merge", f->decode_merge,
-                  "Decode attention, bf16 cache: last-cta (default): the last CTA of each KV head merges the "
-                  "split-KV partials; kernel: a separate combine kernel does (to measure what the fusion saves)");
-  cmd->add_option("--decode-prefetch", f->decode_prefetch,
-                  "Decode attention, bf16 cache: keys of each split pulled into L2 before the kernel waits for the "
-                  "previous one (default " + std::to_string(cuda::DecodeTuning{}.prefetch_keys) + "; 0: none)");
   cmd->add_flag("--json", f->json, "Print one JSON object instead of the table");
   cmd->callback([f] { run_bench(*f); });
 }

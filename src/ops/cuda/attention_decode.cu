@@ -6,14 +6,7 @@
 // cp.async pipeline (16-byte copies, rows past the sequence zero-filled); each of the 4 warps takes 16 keys of
 // a tile: S = Q K^T and O += P V on tensor cores (bf16 in, f32 accumulators) with its own online softmax; the
 // warps merge through shared memory and the CTA writes the split's normalized output and its log-sum-exp.
-// Merging the splits (the log-sum-exp-weighted mean of their outputs): by default the last CTA of each (sequence,
-// KV head [x head unit]) to finish does it -- each CTA counts itself on a per-unit counter after its partials are
-// written (threadfence pattern) and the last one resets the counter, so the counters (zero-filled scratch) are
-// zero again between launches and in graph replays. With DecodeTuning::fused_combine off, kernel 2 (combine),
-// one CTA per (query head, sequence), does it instead.
-//
-// Before it waits for the previous grid (PDL), each CTA prefetches the first DecodeTuning::prefetch_keys keys of
-// its split into L2, so the first DRAM round trip overlaps the previous kernel (the K/V store of this step).
+// Kernel 2 (combine), one CTA per (query head, sequence): the log-sum-exp-weighted mean of the splits.
 //
 // The splits are sized from max_length so that the grid fills the GPU about twice at batch 1 (8 KV heads at
 // 32K: 64 splits of 512 keys; decode_splits.h, shared with the generic kernel); CTAs whose split starts past
@@ -45,9 +38,6 @@ struct DecodeParams {
   float* partial_o;        // [n_seqs, n_q_heads, n_splits, D]
   float* partial_lse;      // [n_seqs, n_q_heads, n_splits] (log2 domain, scaled)
   float* out;              // [n_seqs, n_q_heads, D]
-  unsigned* counters;      // [n_seqs, n_kv_heads * head_units]: splits finished, zero between launches; nullptr:
-                           // the combine kernel merges
-  int prefetch_keys;       // keys of the split prefetched into L2 before the PDL wait
   int n_q_heads, n_kv_heads, group, hpc, head_units;
   int n_slots;
   int64_t capacity;
@@ -69,56 +59,8 @@ __device__ __forceinline__ bool sequence_valid(const DecodeParams& p, int seq, i
   return slot >= 0 && slot < p.n_slots && len >= 1 && static_cast<int64_t>(len) <= p.capacity;
 }
 
-// Pulls the first p.prefetch_keys keys of a split (K and V rows of one KV head) into L2. Called before the PDL
-// wait: it reads the slot index the previous grid might in principle still write, but uses it only as a hint
-// (clamped into the cache), and a prefetch changes no data -- L2 is the point of coherence, so a row the previous
-// grid is storing (this step's newest) still reaches the loads made after the wait.
-template <int D>
-__device__ __forceinline__ void prefetch_split(const DecodeParams& p, int seq, int kvh, int start) {
-  constexpr int kLines = D * 2 / 128;  // 128-byte lines per K (or V) row of one head
-  int slot = p.slots != nullptr ? p.slots[seq] : seq;
-  slot = min(max(slot, 0), p.n_slots - 1);
-  const int rows = static_cast<int>(min(static_cast<int64_t>(p.prefetch_keys), p.capacity - start));
-  if (rows <= 0) return;
-  const int64_t key_stride = static_cast<int64_t>(p.n_kv_heads) * D;
-  const int64_t base = (static_cast<int64_t>(slot) * p.capacity + start) * key_stride + static_cast<int64_t>(kvh) * D;
-  for (int i = threadIdx.x; i < rows * kLines * 2; i += kThreads) {
-    const int r = i / (kLines * 2), line = i % kLines, is_v = (i / kLines) & 1;
-    const __nv_bfloat16* ptr = (is_v ? p.v : p.k) + base + r * key_stride + line * 64;
-    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(ptr));
-  }
-}
-
-// The fused combine, run by the last CTA of a (sequence, KV head [x head unit]) to finish: out rows of the CTA's
-// query heads = the log-sum-exp-weighted mean of the `used` splits' partials (read through L2: other CTAs wrote
-// them). The same arithmetic as decode_combine_kernel.
-template <int D>
-__device__ __forceinline__ void merge_splits(const DecodeParams& p, int64_t part_row0, int n_rows, int used) {
-  for (int i = threadIdx.x; i < n_rows * D; i += kThreads) {
-    const int r = i / D, d = i % D;
-    const int64_t row = part_row0 + r;
-    const float* lse = p.partial_lse + row * p.n_splits;
-    float mx = -INFINITY;
-    for (int s = 0; s < used; ++s) mx = fmaxf(mx, __ldcg(lse + s));
-    float W = 0.0f, acc = 0.0f;
-    if (mx != -INFINITY) {
-#pragma unroll 8
-      for (int s = 0; s < used; ++s) {
-        const float ls = __ldcg(lse + s);
-        const float po = __ldcg(p.partial_o + (row * p.n_splits + s) * D + d);
-        if (ls == -INFINITY) continue;
-        const float w = fast_exp2(ls - mx);
-        W += w;
-        acc += w * po;
-      }
-    }
-    p.out[row * D + d] = W > 0.0f ? acc / W : __int_as_float(0x7fc00000);
-  }
-}
-
 template <int D>
 __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodeParams p) {
-  if (p.prefetch_keys > 0) prefetch_split<D>(p, blockIdx.z, blockIdx.y / p.head_units, blockIdx.x * p.split_len);
   pdl_enter();  // q, the cache (its newest row) and the lengths come from the kernels and copies before
   constexpr int kStride = D + 8;
   constexpr int kChunks = D / 8;
@@ -137,15 +79,8 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
   int slot, len;
   const bool valid = sequence_valid(p, seq, slot, len);
   const int start = split * p.split_len;
-  if (p.counters != nullptr && (!valid || static_cast<int64_t>(len) > static_cast<int64_t>(p.n_splits) * p.split_len)) {
-    // Fused combine: an invalid sequence, or a length past the splits (max_length was too small, keys would be
-    // dropped silently), gives NaN rows, written by split 0; no CTA of the sequence counts itself.
-    if (split == 0)
-      for (int i = tid; i < n_rows * D; i += kThreads) p.out[part_row0 * D + i] = __int_as_float(0x7fc00000);
-    return;
-  }
   const int end = valid ? min(len, start + p.split_len) : 0;
-  if (start >= end) {  // nothing to attend in this split (the combine skips -inf; the fused one stops before it)
+  if (start >= end) {  // nothing to attend in this split (the combine skips -inf)
     if (tid < n_rows) p.partial_lse[(part_row0 + tid) * p.n_splits + split] = -INFINITY;
     return;
   }
@@ -303,22 +238,6 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
     p.partial_o[prow * D + d] = L > 0.0f ? O / L : 0.0f;
     if (d == 0) p.partial_lse[prow] = L > 0.0f ? mx + log2f(L) : -INFINITY;
   }
-  if (p.counters == nullptr) return;  // the combine kernel merges
-
-  // ---- fused combine: count this split; the last of the unit's `used` splits merges them.
-  const int used = min(p.n_splits, (len + p.split_len - 1) / p.split_len);
-  __shared__ int is_last;
-  __threadfence();  // this CTA's partials are visible device-wide before it counts itself
-  __syncthreads();
-  if (tid == 0) {
-    unsigned* counter = p.counters + static_cast<int64_t>(seq) * gridDim.y + blockIdx.y;
-    is_last = atomicAdd(counter, 1u) + 1u == static_cast<unsigned>(used);
-    if (is_last) *counter = 0u;  // every other split has counted: zero again for the next launch
-  }
-  __syncthreads();
-  if (!is_last) return;
-  __threadfence();  // the other splits' partials, published before their counts, are read after ours
-  merge_splits<D>(p, part_row0, n_rows, used);
 }
 
 // One CTA of D threads per (query head, sequence).
@@ -383,12 +302,6 @@ void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, 
   }
   p.partial_o = workspace;
   p.partial_lse = workspace + n_seqs * n_q_heads * p.n_splits * head_dim;
-  const DecodeTuning& tuning = decode_tuning();
-  p.prefetch_keys = std::max(0, tuning.prefetch_keys);
-  const int64_t units = n_seqs * n_kv_heads * p.head_units;
-  p.counters = tuning.fused_combine ? static_cast<unsigned*>(scratch(ScratchSlot::kDecodeCounters,
-                                                                     static_cast<size_t>(units) * sizeof(unsigned), device))
-                                    : nullptr;
   const dim3 grid(static_cast<unsigned>(p.n_splits), static_cast<unsigned>(n_kv_heads * p.head_units),
                   static_cast<unsigned>(n_seqs));
   const dim3 combine_grid(static_cast<unsigned>(n_q_heads), static_cast<unsigned>(n_seqs));
@@ -396,13 +309,13 @@ void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, 
     constexpr size_t smem = decode_smem_bytes<64>();
     SKV_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     launch_after_previous(decode_split_kernel<64>, grid, kThreads, smem, stream, p);
-    if (p.counters == nullptr) launch_after_previous(decode_combine_kernel<64>, combine_grid, 64, 0, stream, p);
+    launch_after_previous(decode_combine_kernel<64>, combine_grid, 64, 0, stream, p);
   } else {
     SKV_ASSERT(head_dim == 128);
     constexpr size_t smem = decode_smem_bytes<128>();
     SKV_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     launch_after_previous(decode_split_kernel<128>, grid, kThreads, smem, stream, p);
-    if (p.counters == nullptr) launch_after_previous(decode_combine_kernel<128>, combine_grid, 128, 0, stream, p);
+    launch_after_previous(decode_combine_kernel<128>, combine_grid, 128, 0, stream, p);
   }
 }
 

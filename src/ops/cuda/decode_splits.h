@@ -61,19 +61,6 @@ inline DecodeSplitPlan plan_decode_splits(int64_t n_seqs, int64_t n_q_heads, int
   return plan;
 }
 
-// How the tensor-core decode kernel (attention_decode.cu) runs, apart from its split plan. Benchmarks change it
-// to compare the variants in one run (bench_attention_decode --variants); nothing else does.
-struct DecodeTuning {
-  // Keys of the CTA's split pulled into L2 before it waits for the previous grid (0: none).
-  int prefetch_keys = 128;
-  // true: the last CTA of each (sequence, KV head) merges the splits; false: a separate combine kernel does.
-  bool fused_combine = true;
-};
-inline DecodeTuning& decode_tuning() {
-  static DecodeTuning tuning;
-  return tuning;
-}
-
 // f32 elements of the partials workspace for a plan.
 inline int64_t decode_partials_floats(int64_t n_seqs, int64_t n_q_heads, int64_t head_dim,
                                       const DecodeSplitPlan& plan) {
