@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "ops/ops.h"
@@ -41,6 +42,7 @@ ShadowKvCache::ShadowKvCache(int64_t n_layers, int64_t n_q_heads, int64_t n_kv_h
     invalid("rope_inv_freq must hold head_dim / 2 = " + std::to_string(head_dim / 2) + " values, got " +
             std::to_string(inv_freq_.size()));
   reports_.resize(static_cast<size_t>(n_layers));
+  report_ = params_.oracle_selection;  // it needs the exact keys report mode keeps
 }
 
 // ---- layout ----------------------------------------------------------------------------------------------
@@ -83,7 +85,7 @@ MemoryUse ShadowKvCache::estimate_bytes(const KvSizes& sizes, const ShadowParams
   const int64_t sparse_layers = sizes.n_layers - dense;
   const int64_t per_layer = lay.chunked_tokens * lay.rank             // U
                             + lay.rank * kv_dim                       // SV
-                            + lay.n_chunks * kv_dim                   // landmarks
+                            + lay.n_chunks * kv_dim * (params.landmarks == LandmarkKind::kBounds ? 2 : 1)  // landmarks
                             + 2 * lay.n_outliers * c * kv_dim         // outlier K, V
                             + 2 * lay.top_k * c * kv_dim              // resident selected chunks K, V
                             + 2 * (n_tokens - lay.chunked_tokens) * kv_dim;  // local window K, V
@@ -205,6 +207,12 @@ void ShadowKvCache::build_layer(Sequence& s, Layer& l, int64_t layer) {
     const int64_t n_chunks = lay.n_chunks, n_out = lay.n_outliers;
     l.landmarks.assign(static_cast<size_t>(H * n_chunks * hd), 0.0f);
     landmark_means({.k = k_chunked, .landmarks = f32_view(l.landmarks, {H, n_chunks, hd}), .chunk_size = c});
+    if (params_.landmarks == LandmarkKind::kBounds) {
+      l.bound_lo.assign(l.landmarks.size(), 0.0f);
+      l.bound_hi.assign(l.landmarks.size(), 0.0f);
+      landmark_bounds({.k = k_chunked, .lower = f32_view(l.bound_lo, {H, n_chunks, hd}),
+                       .upper = f32_view(l.bound_hi, {H, n_chunks, hd}), .chunk_size = c});
+    }
     l.outliers.assign(static_cast<size_t>(std::max<int64_t>(1, H * n_out)), 0);
     l.is_outlier.assign(static_cast<size_t>(H * n_chunks), 0);
     l.outlier_k.assign(static_cast<size_t>(H * n_out * c * hd), 0.0f);
@@ -227,6 +235,7 @@ void ShadowKvCache::build_layer(Sequence& s, Layer& l, int64_t layer) {
         }
     }
     l.outliers.resize(static_cast<size_t>(H * n_out));
+    if (params_.landmarks == LandmarkKind::kBounds) std::vector<float>().swap(l.landmarks);  // the bounds score
 
     // Offload the values of every chunk (§4.2: "V is offloaded to the CPU").
     l.values = HostValueStore(H, n_chunks, c, hd);
@@ -309,10 +318,16 @@ void ShadowKvCache::decode_one(Sequence& s, Layer& l, const float* q, const floa
     selected_.resize(static_cast<size_t>(H * top_k));
     fetch_.resize(static_cast<size_t>(H * top_k));
     hits_.resize(static_cast<size_t>(H));
-    landmark_scores({.q = qv,
-                     .landmarks = f32_view(l.landmarks, {H, n_chunks, hd}),
-                     .excluded = TensorView(l.is_outlier.data(), DType::kU8, {H, n_chunks}),
-                     .scores = f32_view(scores_, {H, n_chunks})});
+    if (params_.oracle_selection && !l.k.empty()) {
+      oracle_scores(s, l, q);
+    } else {
+      const bool bounds = params_.landmarks == LandmarkKind::kBounds;
+      landmark_scores({.q = qv,
+                       .landmarks = bounds ? f32_view(l.bound_lo, {H, n_chunks, hd}) : f32_view(l.landmarks, {H, n_chunks, hd}),
+                       .upper = bounds ? f32_view(l.bound_hi, {H, n_chunks, hd}) : TensorView(),
+                       .excluded = TensorView(l.is_outlier.data(), DType::kU8, {H, n_chunks}),
+                       .scores = f32_view(scores_, {H, n_chunks})});
+    }
     const TensorView selected(selected_.data(), DType::kI64, {H, top_k});
     const TensorView slots(l.slots.data(), DType::kI64, {H, top_k});
     const TensorView fetch(fetch_.data(), DType::kU8, {H, top_k});
@@ -348,6 +363,36 @@ void ShadowKvCache::decode_one(Sequence& s, Layer& l, const float* q, const floa
   }
   if (report != nullptr) measure(s, l, q, out, *report);
   l.has_previous_selection = true;
+}
+
+void ShadowKvCache::oracle_scores(const Sequence& s, const Layer& l, const float* q) {
+  const Layout& lay = s.layout;
+  const int64_t H = n_kv_heads_, hd = head_dim_, c = params_.chunk_size, n = l.n_tokens, group = n_q_heads_ / H;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  std::vector<double> p(static_cast<size_t>(n));
+  for (int64_t g = 0; g < H; ++g) {
+    float* sc = scores_.data() + g * lay.n_chunks;
+    std::fill_n(sc, lay.n_chunks, 0.0f);
+    for (int64_t hq = g * group; hq < (g + 1) * group; ++hq) {
+      double max_logit = -1e300;
+      for (int64_t t = 0; t < n; ++t) {
+        const float* kt = l.k.data() + (t * H + g) * hd;
+        double dot = 0.0;
+        for (int64_t d = 0; d < hd; ++d) dot += static_cast<double>(q[hq * hd + d]) * kt[d];
+        p[static_cast<size_t>(t)] = dot * scale;
+        max_logit = std::max(max_logit, dot * scale);
+      }
+      double denom = 0.0;
+      for (double& x : p) denom += (x = std::exp(x - max_logit));
+      for (int64_t ch = 0; ch < lay.n_chunks; ++ch) {
+        double m = 0.0;
+        for (int64_t i = 0; i < c; ++i) m += p[static_cast<size_t>(ch * c + i)];
+        sc[ch] = std::max(sc[ch], static_cast<float>(m / denom));
+      }
+    }
+    for (int64_t ch = 0; ch < lay.n_chunks; ++ch)
+      if (l.is_outlier[static_cast<size_t>(g * lay.n_chunks + ch)]) sc[ch] = -std::numeric_limits<float>::infinity();
+  }
 }
 
 // Report mode: compares this step's output against exact attention over every token of the sequence.
@@ -441,6 +486,7 @@ MemoryUse ShadowKvCache::memory_use() const {
     use.device_bytes += bytes(s.rope_table);
     for (const Layer& l : s.layers) {
       use.device_bytes += bytes(l.k_pre) + bytes(l.k) + bytes(l.v) + bytes(l.u) + bytes(l.sv) + bytes(l.landmarks) +
+                          bytes(l.bound_lo) + bytes(l.bound_hi) +
                           bytes(l.is_outlier) + bytes(l.outliers) + bytes(l.outlier_k) + bytes(l.outlier_v) +
                           bytes(l.slots) + bytes(l.slot_k) + bytes(l.slot_v) + bytes(l.recent_k) + bytes(l.recent_v);
       use.offloaded_bytes += l.values.bytes();

@@ -8,7 +8,9 @@
 //     r = min(rank, kv_dim, S) (lowrank_factorize);
 //   - the local window, the last L*c + (S mod c) tokens, stays exact (post-RoPE K and V); the first
 //     S' = S - L*c - (S mod c) tokens form n_chunks = S'/c chunks (S' < 0: everything is local);
-//   - landmarks: per KV head, the mean post-RoPE key of each chunk (landmark_means);
+//   - landmarks: per KV head, the mean post-RoPE key of each chunk (landmark_means); with
+//     ShadowParams::landmarks = kBounds (an option beyond the paper) also the per-dimension min/max of its keys
+//     (landmark_bounds), which then score the chunks instead of the means;
 //   - outliers: per KV head, the O chunks whose keys are least similar to their landmark (outlier_chunks);
 //     their exact K and V stay resident and they are never selected;
 //   - the values of all chunks go to the HostValueStore (the offload store); U rows of the chunked part, SV
@@ -107,7 +109,8 @@ class ShadowKvCache final : public KvCache {
   // Report mode (--report): sequences finished afterwards also keep their exact post-RoPE K/V, and every decode
   // step measures, per layer, the captured attention mass, the best possible mass and the output error.
   // The reuse counters (selected_chunks, reused_chunks) are kept in every mode.
-  void enable_report(bool on) { report_ = on; }
+  // (ShadowParams::oracle_selection keeps the exact K/V as well, and measures too.)
+  void enable_report(bool on) { report_ = on || params_.oracle_selection; }
   std::vector<LayerReport> report() const { return reports_; }
 
   // Empty until a sequence's budget covered its whole chunked prompt; then one line saying exact attention
@@ -143,7 +146,9 @@ class ShadowKvCache final : public KvCache {
     // After finish_prefill (sparse sequences).
     std::vector<float> u;          // [chunked_tokens, rank]
     std::vector<float> sv;         // [rank, kv_dim]
-    std::vector<float> landmarks;  // [n_kv_heads, n_chunks, head_dim]
+    std::vector<float> landmarks;  // [n_kv_heads, n_chunks, head_dim] means (kMean; with kBounds freed once the
+                                   // outliers are found)
+    std::vector<float> bound_lo, bound_hi;  // [n_kv_heads, n_chunks, head_dim] each: kBounds only
     std::vector<uint8_t> is_outlier;  // [n_kv_heads, n_chunks]
     std::vector<int64_t> outliers;    // [n_kv_heads, n_outliers] ascending
     std::vector<float> outlier_k, outlier_v;  // [n_kv_heads, n_outliers * chunk_size, head_dim]
@@ -170,6 +175,9 @@ class ShadowKvCache final : public KvCache {
   void decode_one(Sequence& s, Layer& l, const float* q, const float* k, const float* v, float* out,
                   LayerReport& stats, bool measured);
   void measure(const Sequence& s, const Layer& l, const float* q, const float* out, LayerReport& r);
+  // ShadowParams::oracle_selection: scores_[h, chunk] = the exact attention mass of the chunk's tokens, max over
+  // KV head h's query heads (outliers -inf).
+  void oracle_scores(const Sequence& s, const Layer& l, const float* q);
 
   int64_t n_layers_, n_q_heads_, n_kv_heads_, head_dim_;
   ShadowParams params_;

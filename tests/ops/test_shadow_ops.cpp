@@ -188,6 +188,87 @@ TEST(ShadowOps, LandmarkScoresSoftmaxPerQueryHeadMaxOverTheGroup) {
   }
 }
 
+TEST(ShadowOps, LandmarkBoundsAreChunkMinMaxAndBoundEveryKeysLogit) {
+  struct Case { int64_t n_chunks, cs, heads, hd; };
+  for (Case c : {Case{1, 8, 1, 16}, Case{13, 8, 3, 8}, Case{5, 3, 2, 32}, Case{4, 1, 1, 4}}) {
+    SCOPED_TRACE(::testing::Message() << "n_chunks " << c.n_chunks << " chunk " << c.cs);
+    auto k = random_tensor({c.n_chunks * c.cs, c.heads, c.hd}, 85 + static_cast<uint64_t>(c.n_chunks), -2, 2);
+    HostBuffer lo(DType::kF32, {c.heads, c.n_chunks, c.hd}), hi(DType::kF32, {c.heads, c.n_chunks, c.hd});
+    landmark_bounds({.k = k.view(), .lower = lo.view(), .upper = hi.view(), .chunk_size = c.cs});
+    auto q = random_tensor({c.hd}, 86, -3, 3);
+    for (int64_t h = 0; h < c.heads; ++h)
+      for (int64_t ch = 0; ch < c.n_chunks; ++ch) {
+        const float* l = lo.ptr<float>() + (h * c.n_chunks + ch) * c.hd;
+        const float* u = hi.ptr<float>() + (h * c.n_chunks + ch) * c.hd;
+        double bound = 0, best_logit = -1e300;
+        for (int64_t d = 0; d < c.hd; ++d) {
+          float mn = std::numeric_limits<float>::infinity(), mx = -mn;
+          for (int64_t i = 0; i < c.cs; ++i) {
+            const float x = k.ptr<float>()[((ch * c.cs + i) * c.heads + h) * c.hd + d];
+            mn = std::min(mn, x);
+            mx = std::max(mx, x);
+          }
+          ASSERT_EQ(l[d], mn);
+          ASSERT_EQ(u[d], mx);
+          bound += std::max(double(q.ptr<float>()[d]) * l[d], double(q.ptr<float>()[d]) * u[d]);
+        }
+        for (int64_t i = 0; i < c.cs; ++i) {
+          double dot = 0;
+          for (int64_t d = 0; d < c.hd; ++d) dot += double(q.ptr<float>()[d]) * k.ptr<float>()[((ch * c.cs + i) * c.heads + h) * c.hd + d];
+          best_logit = std::max(best_logit, dot);
+        }
+        EXPECT_GE(bound, best_logit - 1e-9);  // the bound holds for every key of the chunk
+        if (c.cs == 1) EXPECT_NEAR(bound, best_logit, 1e-9);  // and is exact for a chunk of one key
+      }
+  }
+}
+
+TEST(ShadowOps, LandmarkScoresWithBoundsSoftmaxTheBound) {
+  const int64_t n_q = 8, n_kv = 2, n_chunks = 11, hd = 16, group = n_q / n_kv;
+  auto q = random_tensor({n_q, hd}, 102, -3, 3);
+  auto a = random_tensor({n_kv, n_chunks, hd}, 103), b = random_tensor({n_kv, n_chunks, hd}, 104);
+  HostBuffer lo(DType::kF32, {n_kv, n_chunks, hd}), hi(DType::kF32, {n_kv, n_chunks, hd});
+  for (int64_t i = 0; i < n_kv * n_chunks * hd; ++i) {
+    lo.ptr<float>()[i] = std::min(a.ptr<float>()[i], b.ptr<float>()[i]);
+    hi.ptr<float>()[i] = std::max(a.ptr<float>()[i], b.ptr<float>()[i]);
+  }
+  HostBuffer excluded(DType::kU8, {n_kv, n_chunks}), scores(DType::kF32, {n_kv, n_chunks});
+  for (int64_t i = 0; i < n_kv * n_chunks; ++i) excluded.ptr<uint8_t>()[i] = i % 4 == 2 ? 1 : 0;
+  landmark_scores({.q = q.view(), .landmarks = lo.view(), .upper = hi.view(), .excluded = excluded.view(),
+                   .scores = scores.view()});
+  for (int64_t g = 0; g < n_kv; ++g) {
+    std::vector<double> want(static_cast<size_t>(n_chunks), -1.0);
+    for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+      std::vector<double> e(static_cast<size_t>(n_chunks));
+      double den = 0;
+      for (int64_t ch = 0; ch < n_chunks; ++ch) {
+        double bound = 0;
+        for (int64_t d = 0; d < hd; ++d) {
+          const double qd = q.ptr<float>()[h * hd + d];
+          bound += std::max(qd * lo.ptr<float>()[(g * n_chunks + ch) * hd + d], qd * hi.ptr<float>()[(g * n_chunks + ch) * hd + d]);
+        }
+        e[static_cast<size_t>(ch)] = std::exp(bound / std::sqrt(double(hd)));
+        if (!excluded.ptr<uint8_t>()[g * n_chunks + ch]) den += e[static_cast<size_t>(ch)];
+      }
+      for (int64_t ch = 0; ch < n_chunks; ++ch)
+        want[static_cast<size_t>(ch)] = std::max(want[static_cast<size_t>(ch)], e[static_cast<size_t>(ch)] / den);
+    }
+    for (int64_t ch = 0; ch < n_chunks; ++ch) {
+      const float got = scores.ptr<float>()[g * n_chunks + ch];
+      if (excluded.ptr<uint8_t>()[g * n_chunks + ch]) EXPECT_EQ(got, -std::numeric_limits<float>::infinity());
+      else EXPECT_NEAR(got, want[static_cast<size_t>(ch)], 1e-6 * want[static_cast<size_t>(ch)] + 1e-9);
+    }
+  }
+  // upper of another shape is an error naming it
+  HostBuffer bad(DType::kF32, {n_kv, n_chunks + 1, hd});
+  try {
+    landmark_scores({.q = q.view(), .landmarks = lo.view(), .upper = bad.view(), .scores = scores.view()});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("upper"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ShadowOps, TopkChunksBreaksTiesByTheLowerIndex) {
   const float inf = std::numeric_limits<float>::infinity();
   std::vector<float> s{0.5f, 0.2f, 0.5f, -inf, 0.9f, 0.2f, 0.2f, 0.5f,   // head 0

@@ -1,6 +1,7 @@
 // Attention-policy flags.
 #include "attention_flags.h"
 
+#include "core/error.h"
 #include "model/rope_frequencies.h"
 
 namespace skv::cli {
@@ -25,6 +26,14 @@ void add_attention_flags(CLI::App& cmd, AttentionFlags& f, bool with_policy) {
                  "stay resident): for layers whose attention --report shows too diffuse for the budget "
                  "(default none: every layer sparse, as in the paper)")
       ->delimiter(',');
+  cmd.add_option("--selection", f.selection,
+                 "ShadowKV: how chunks are chosen each step: landmarks (default, the paper's) or oracle (a "
+                 "diagnostic: the chunks of highest exact attention mass, so the cache keeps every exact key; "
+                 "shows whether better selection alone would close the gap to full attention)");
+  cmd.add_option("--landmarks", f.landmarks,
+                 "ShadowKV: what scores a chunk: mean (default, the paper's: the mean of its post-RoPE keys) or "
+                 "bounds (beyond the paper, after Quest: the per-dimension min and max of its keys, an upper bound "
+                 "of every key's logit that one sharp key raises as much as many; twice the landmark memory)");
 }
 
 AttentionOptions attention_options(const AttentionFlags& f, AttentionKind kind, bool report) {
@@ -32,6 +41,12 @@ AttentionOptions attention_options(const AttentionFlags& f, AttentionKind kind, 
   o.kind = kind;
   o.shadow = f.shadow;
   o.report = report;
+  if (f.selection != "landmarks" && f.selection != "oracle")
+    throw Error(ErrorCode::kInvalidArgument, "--selection must be landmarks or oracle, got '" + f.selection + "'");
+  o.shadow.oracle_selection = f.selection == "oracle";
+  if (f.landmarks != "mean" && f.landmarks != "bounds")
+    throw Error(ErrorCode::kInvalidArgument, "--landmarks must be mean or bounds, got '" + f.landmarks + "'");
+  o.shadow.landmarks = f.landmarks == "bounds" ? LandmarkKind::kBounds : LandmarkKind::kMean;
   if (kind == AttentionKind::kShadowKv) o.shadow.validate();
   return o;
 }

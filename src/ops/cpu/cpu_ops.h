@@ -25,6 +25,7 @@ float load_as_f32(const TensorView& t, int64_t i);
 namespace skv {
 struct LowrankFactorizeArgs;
 struct LandmarkMeansArgs;
+struct LandmarkBoundsArgs;
 struct OutlierChunksArgs;
 struct LandmarkScoresArgs;
 struct TopkChunksArgs;
@@ -38,6 +39,7 @@ namespace skv::cpu {
 
 void lowrank_factorize(const LowrankFactorizeArgs& args);
 void landmark_means(const LandmarkMeansArgs& args);
+void landmark_bounds(const LandmarkBoundsArgs& args);
 void outlier_chunks(const OutlierChunksArgs& args);
 void landmark_scores(const LandmarkScoresArgs& args);
 void topk_chunks(const TopkChunksArgs& args);
