@@ -85,7 +85,7 @@ MemoryUse ShadowKvCache::estimate_bytes(const KvSizes& sizes, const ShadowParams
   const int64_t sparse_layers = sizes.n_layers - dense;
   const int64_t per_layer = lay.chunked_tokens * lay.rank             // U
                             + lay.rank * kv_dim                       // SV
-                            + lay.n_chunks * kv_dim * (params.landmarks == LandmarkKind::kBounds ? 2 : 1)  // landmarks
+                            + lay.n_chunks * kv_dim                   // landmarks
                             + 2 * lay.n_outliers * c * kv_dim         // outlier K, V
                             + 2 * lay.top_k * c * kv_dim              // resident selected chunks K, V
                             + 2 * (n_tokens - lay.chunked_tokens) * kv_dim;  // local window K, V
@@ -207,12 +207,6 @@ void ShadowKvCache::build_layer(Sequence& s, Layer& l, int64_t layer) {
     const int64_t n_chunks = lay.n_chunks, n_out = lay.n_outliers;
     l.landmarks.assign(static_cast<size_t>(H * n_chunks * hd), 0.0f);
     landmark_means({.k = k_chunked, .landmarks = f32_view(l.landmarks, {H, n_chunks, hd}), .chunk_size = c});
-    if (params_.landmarks == LandmarkKind::kBounds) {
-      l.bound_lo.assign(l.landmarks.size(), 0.0f);
-      l.bound_hi.assign(l.landmarks.size(), 0.0f);
-      landmark_bounds({.k = k_chunked, .lower = f32_view(l.bound_lo, {H, n_chunks, hd}),
-                       .upper = f32_view(l.bound_hi, {H, n_chunks, hd}), .chunk_size = c});
-    }
     l.outliers.assign(static_cast<size_t>(std::max<int64_t>(1, H * n_out)), 0);
     l.is_outlier.assign(static_cast<size_t>(H * n_chunks), 0);
     l.outlier_k.assign(static_cast<size_t>(H * n_out * c * hd), 0.0f);
@@ -235,7 +229,6 @@ void ShadowKvCache::build_layer(Sequence& s, Layer& l, int64_t layer) {
         }
     }
     l.outliers.resize(static_cast<size_t>(H * n_out));
-    if (params_.landmarks == LandmarkKind::kBounds) std::vector<float>().swap(l.landmarks);  // the bounds score
 
     // Offload the values of every chunk (§4.2: "V is offloaded to the CPU").
     l.values = HostValueStore(H, n_chunks, c, hd);
@@ -321,10 +314,8 @@ void ShadowKvCache::decode_one(Sequence& s, Layer& l, const float* q, const floa
     if (params_.oracle_selection && !l.k.empty()) {
       oracle_scores(s, l, q);
     } else {
-      const bool bounds = params_.landmarks == LandmarkKind::kBounds;
       landmark_scores({.q = qv,
-                       .landmarks = bounds ? f32_view(l.bound_lo, {H, n_chunks, hd}) : f32_view(l.landmarks, {H, n_chunks, hd}),
-                       .upper = bounds ? f32_view(l.bound_hi, {H, n_chunks, hd}) : TensorView(),
+                       .landmarks = f32_view(l.landmarks, {H, n_chunks, hd}),
                        .excluded = TensorView(l.is_outlier.data(), DType::kU8, {H, n_chunks}),
                        .scores = f32_view(scores_, {H, n_chunks})});
     }
@@ -486,7 +477,6 @@ MemoryUse ShadowKvCache::memory_use() const {
     use.device_bytes += bytes(s.rope_table);
     for (const Layer& l : s.layers) {
       use.device_bytes += bytes(l.k_pre) + bytes(l.k) + bytes(l.v) + bytes(l.u) + bytes(l.sv) + bytes(l.landmarks) +
-                          bytes(l.bound_lo) + bytes(l.bound_hi) +
                           bytes(l.is_outlier) + bytes(l.outliers) + bytes(l.outlier_k) + bytes(l.outlier_v) +
                           bytes(l.slots) + bytes(l.slot_k) + bytes(l.slot_v) + bytes(l.recent_k) + bytes(l.recent_v);
       use.offloaded_bytes += l.values.bytes();

@@ -8,9 +8,7 @@
 //     r = min(rank, kv_dim, S) (lowrank_factorize);
 //   - the local window, the last L*c + (S mod c) tokens, stays exact (post-RoPE K and V); the first
 //     S' = S - L*c - (S mod c) tokens form n_chunks = S'/c chunks (S' < 0: everything is local);
-//   - landmarks: per KV head, the mean post-RoPE key of each chunk (landmark_means); with
-//     ShadowParams::landmarks = kBounds (an option beyond the paper) also the per-dimension min/max of its keys
-//     (landmark_bounds), which then score the chunks instead of the means;
+//   - landmarks: per KV head, the mean post-RoPE key of each chunk (landmark_means);
 //   - outliers: per KV head, the O chunks whose keys are least similar to their landmark (outlier_chunks);
 //     their exact K and V stay resident and they are never selected;
 //   - the values of all chunks go to the HostValueStore (the offload store); U rows of the chunked part, SV
@@ -146,9 +144,7 @@ class ShadowKvCache final : public KvCache {
     // After finish_prefill (sparse sequences).
     std::vector<float> u;          // [chunked_tokens, rank]
     std::vector<float> sv;         // [rank, kv_dim]
-    std::vector<float> landmarks;  // [n_kv_heads, n_chunks, head_dim] means (kMean; with kBounds freed once the
-                                   // outliers are found)
-    std::vector<float> bound_lo, bound_hi;  // [n_kv_heads, n_chunks, head_dim] each: kBounds only
+    std::vector<float> landmarks;  // [n_kv_heads, n_chunks, head_dim]
     std::vector<uint8_t> is_outlier;  // [n_kv_heads, n_chunks]
     std::vector<int64_t> outliers;    // [n_kv_heads, n_outliers] ascending
     std::vector<float> outlier_k, outlier_v;  // [n_kv_heads, n_outliers * chunk_size, head_dim]

@@ -9,10 +9,6 @@
 
 namespace skv {
 
-// How chunks are summarized for selection: the paper's mean post-RoPE key (one vector per chunk), or the
-// per-dimension bounds of its keys (two vectors per chunk, after Quest; landmark_bounds in ops/shadow_ops.h).
-enum class LandmarkKind { kMean, kBounds };
-
 struct ShadowParams {
   int64_t sparse_budget = 2048;  // tokens of selected chunks attended per KV head each decode step (a multiple of chunk_size)
   int64_t rank = 160;            // rank of the pre-RoPE key factorization (clipped to n_kv_heads*head_dim and the prompt length)
@@ -27,7 +23,6 @@ struct ShadowParams {
   // over its query heads) instead of scoring landmarks. It needs every exact key, so the cache keeps them (as in
   // report mode); it answers "would a perfect chunk selector at this budget be enough?".
   bool oracle_selection = false;
-  LandmarkKind landmarks = LandmarkKind::kMean;
 
   // Throws Error(kInvalidArgument) naming the first invalid parameter.
   void validate() const;

@@ -80,22 +80,6 @@ void landmark_means(const LandmarkMeansArgs& a) {
   cpu::landmark_means(a);
 }
 
-void landmark_bounds(const LandmarkBoundsArgs& a) {
-  const char* op = "landmark_bounds";
-  require_cpu(op, {&a.k, &a.lower, &a.upper});
-  require_tensor(op, "k", a.k, DType::kF32, 3);
-  require_tensor(op, "lower", a.lower, DType::kF32, 3);
-  require_tensor(op, "upper", a.upper, DType::kF32, 3);
-  require(a.chunk_size >= 1, op, "chunk_size must be at least 1, got " + std::to_string(a.chunk_size));
-  const int64_t h = a.k.dim(1), hd = a.k.dim(2), n_chunks = a.lower.dim(1);
-  require(a.k.dim(0) == n_chunks * a.chunk_size, op,
-          "k holds " + std::to_string(a.k.dim(0)) + " tokens, not n_chunks * chunk_size = " +
-              std::to_string(n_chunks * a.chunk_size));
-  require_dims(op, "lower", a.lower, {h, n_chunks, hd});
-  require_dims(op, "upper", a.upper, {h, n_chunks, hd});
-  cpu::landmark_bounds(a);
-}
-
 void outlier_chunks(const OutlierChunksArgs& a) {
   const char* op = "outlier_chunks";
   require_cpu(op, {&a.k, &a.landmarks, &a.min_cos, &a.outliers});
@@ -120,7 +104,7 @@ void outlier_chunks(const OutlierChunksArgs& a) {
 
 void landmark_scores(const LandmarkScoresArgs& a) {
   const char* op = "landmark_scores";
-  require_cpu(op, {&a.q, &a.landmarks, &a.upper, &a.excluded, &a.scores});
+  require_cpu(op, {&a.q, &a.landmarks, &a.excluded, &a.scores});
   require_tensor(op, "q", a.q, DType::kF32, 2);
   require_tensor(op, "landmarks", a.landmarks, DType::kF32, 3);
   require_tensor(op, "scores", a.scores, DType::kF32, 2);
@@ -128,10 +112,6 @@ void landmark_scores(const LandmarkScoresArgs& a) {
   require(a.q.dim(1) == a.landmarks.dim(2), op, "q and landmarks head_dim differ");
   require(h > 0 && a.q.dim(0) % h == 0, op, "n_q_heads must be a multiple of n_kv_heads");
   require_dims(op, "scores", a.scores, {h, n_chunks});
-  if (!a.upper.empty()) {
-    require_tensor(op, "upper", a.upper, DType::kF32, 3);
-    require_dims(op, "upper", a.upper, a.landmarks.shape);
-  }
   if (!a.excluded.empty()) {
     require_tensor(op, "excluded", a.excluded, DType::kU8, 2);
     require_dims(op, "excluded", a.excluded, {h, n_chunks});

@@ -38,18 +38,6 @@ struct LandmarkMeansArgs {
 };
 void landmark_means(const LandmarkMeansArgs& args);
 
-// Not in the paper (an option of this engine, after Quest, Tang et al., ICML 2024): per KV head and chunk, the
-// per-dimension minimum and maximum of its post-RoPE keys. q . k of any key of the chunk is at most
-// sum_d max(q_d lower_d, q_d upper_d), a bound that one sharp key raises as much as eight do, where a mean
-// divides it by the chunk size.
-struct LandmarkBoundsArgs {
-  TensorView k;      // [n_chunks * chunk_size, n_kv_heads, head_dim] f32: post-RoPE keys of the chunked prompt
-  TensorView lower;  // [n_kv_heads, n_chunks, head_dim] f32, out
-  TensorView upper;  // [n_kv_heads, n_chunks, head_dim] f32, out
-  int64_t chunk_size = 0;
-};
-void landmark_bounds(const LandmarkBoundsArgs& args);
-
 // §4.1 (outliers): per KV head, min_cos[c] = the lowest cosine similarity between a key of chunk c and c's
 // landmark (float64; a zero-norm key or landmark has similarity 0); the n_outliers chunks of smallest min_cos
 // (ties: the lower chunk index) are the outliers, kept exact and never selected.
@@ -64,12 +52,10 @@ void outlier_chunks(const OutlierChunksArgs& args);
 
 // §4.2 (decode, chunk scores): for each query head, softmax over the candidate (non-excluded) landmarks of its
 // KV head of q . landmark * scale (float64); a KV head's score of a chunk is the max over its GQA group of
-// query heads. Excluded chunks score -inf. With `upper` (landmark_bounds), `landmarks` holds the lower bounds
-// and a chunk's logit is the bound sum_d max(q_d lower_d, q_d upper_d) * scale instead of q . landmark * scale.
+// query heads. Excluded chunks score -inf.
 struct LandmarkScoresArgs {
   TensorView q;          // [n_q_heads, head_dim] f32: post-RoPE query of the decode token
-  TensorView landmarks;  // [n_kv_heads, n_chunks, head_dim] f32 (means, or lower bounds with `upper`)
-  TensorView upper;      // [n_kv_heads, n_chunks, head_dim] f32 upper bounds, or empty
+  TensorView landmarks;  // [n_kv_heads, n_chunks, head_dim] f32
   TensorView excluded;   // [n_kv_heads, n_chunks] u8: 1 = not a candidate (an outlier); or empty
   TensorView scores;     // [n_kv_heads, n_chunks] f32, out
   float scale = 0.0f;    // 0: 1/sqrt(head_dim)

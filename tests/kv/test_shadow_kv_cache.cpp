@@ -156,17 +156,7 @@ std::vector<float> reference_shadowkv(const Data& d, const ShadowParams& p) {
         for (int64_t ch = 0; ch < n_chunks; ++ch) {
           if (is_outlier(ch)) continue;
           double dot = 0;
-          for (int64_t x = 0; x < hd; ++x) {
-            const double qx = d.dq[static_cast<size_t>((s * d.n_q + qh) * hd + x)];
-            if (p.landmarks == LandmarkKind::kMean) {
-              dot += qx * lm[static_cast<size_t>((h * n_chunks + ch) * hd + x)];
-            } else {  // the bound: the largest q_x * k_x over the chunk's keys, summed over x
-              double best = -1e300;
-              for (int64_t i = 0; i < c; ++i)
-                best = std::max(best, qx * d.k[static_cast<size_t>(((ch * c + i) * H + h) * hd + x)]);
-              dot += best;
-            }
-          }
+          for (int64_t x = 0; x < hd; ++x) dot += double(d.dq[static_cast<size_t>((s * d.n_q + qh) * hd + x)]) * lm[static_cast<size_t>((h * n_chunks + ch) * hd + x)];
           den += (e[static_cast<size_t>(ch)] = std::exp(dot / std::sqrt(double(hd))));
         }
         for (int64_t ch = 0; ch < n_chunks; ++ch)
@@ -223,13 +213,10 @@ std::vector<float> reference_shadowkv(const Data& d, const ShadowParams& p) {
 TEST(ShadowKvCache, DecodeMatchesTheStraightforwardReference) {
   struct Case { int64_t n_q, H, hd, S, rank, budget, outliers, local; };
   // GQA 1:1 and 8:1, S mod c != 0, many chunks, low rank, few and many outliers.
-  for (LandmarkKind kind : {LandmarkKind::kMean, LandmarkKind::kBounds})
   for (Case c : {Case{2, 2, 16, 203, 6, 48, 3, 2}, Case{8, 1, 32, 165, 10, 32, -1, 4}, Case{16, 2, 16, 300, 32, 64, 5, 1}}) {
-    SCOPED_TRACE(::testing::Message() << "n_q " << c.n_q << " n_kv " << c.H << " S " << c.S << " rank " << c.rank
-                                      << (kind == LandmarkKind::kBounds ? " bounds" : " means"));
+    SCOPED_TRACE(::testing::Message() << "n_q " << c.n_q << " n_kv " << c.H << " S " << c.S << " rank " << c.rank);
     const Data d = make_data(c.n_q, c.H, c.hd, c.S, 6, 300 + static_cast<uint64_t>(c.S));
-    ShadowParams p{.sparse_budget = c.budget, .rank = c.rank, .chunk_size = 8, .outlier_chunks = c.outliers, .local_chunks = c.local};
-    p.landmarks = kind;
+    const ShadowParams p{.sparse_budget = c.budget, .rank = c.rank, .chunk_size = 8, .outlier_chunks = c.outliers, .local_chunks = c.local};
     ShadowKvCache cache = make_shadow(d, p);
     const auto got = run(cache, d);
     const auto lay = cache.layout(7);
@@ -383,14 +370,6 @@ TEST(ShadowKvCache, MemoryUseAndTheEstimator) {
   const int64_t index_bytes = n_layers * (2 * 6 * 8 + 2 * 2 * 8 + 2 * (chunked / 8));
   const int64_t rope_table_bytes = chunked * 16 * 4;
   EXPECT_EQ(got.device_bytes, est.device_bytes + index_bytes + rope_table_bytes);
-  // Bound landmarks: the means are freed once the outliers are found, two bound vectors per chunk stay.
-  ShadowParams pb = p;
-  pb.landmarks = LandmarkKind::kBounds;
-  ShadowKvCache bounds = make_shadow(d, pb, n_layers);
-  run(bounds, d, n_layers);
-  const MemoryUse est_b = ShadowKvCache::estimate_bytes({n_layers, 2, 16}, pb, 203, 4);
-  EXPECT_EQ(bounds.memory_use().device_bytes, est_b.device_bytes + index_bytes + rope_table_bytes);
-  EXPECT_EQ(est_b.device_bytes - est.device_bytes, n_layers * (chunked / 8) * 32 * 4);
   // Llama-3.1-8B at 128K in bf16: about 2.6 GiB resident, 8 GiB offloaded.
   const MemoryUse llama = ShadowKvCache::estimate_bytes({32, 8, 128}, ShadowParams{}, 131072, 2);
   EXPECT_NEAR(static_cast<double>(llama.device_bytes) / (1 << 30), 2.56, 0.01);

@@ -30,10 +30,6 @@ void add_attention_flags(CLI::App& cmd, AttentionFlags& f, bool with_policy) {
                  "ShadowKV: how chunks are chosen each step: landmarks (default, the paper's) or oracle (a "
                  "diagnostic: the chunks of highest exact attention mass, so the cache keeps every exact key; "
                  "shows whether better selection alone would close the gap to full attention)");
-  cmd.add_option("--landmarks", f.landmarks,
-                 "ShadowKV: what scores a chunk: mean (default, the paper's: the mean of its post-RoPE keys) or "
-                 "bounds (beyond the paper, after Quest: the per-dimension min and max of its keys, an upper bound "
-                 "of every key's logit that one sharp key raises as much as many; twice the landmark memory)");
 }
 
 AttentionOptions attention_options(const AttentionFlags& f, AttentionKind kind, bool report) {
@@ -44,9 +40,6 @@ AttentionOptions attention_options(const AttentionFlags& f, AttentionKind kind, 
   if (f.selection != "landmarks" && f.selection != "oracle")
     throw Error(ErrorCode::kInvalidArgument, "--selection must be landmarks or oracle, got '" + f.selection + "'");
   o.shadow.oracle_selection = f.selection == "oracle";
-  if (f.landmarks != "mean" && f.landmarks != "bounds")
-    throw Error(ErrorCode::kInvalidArgument, "--landmarks must be mean or bounds, got '" + f.landmarks + "'");
-  o.shadow.landmarks = f.landmarks == "bounds" ? LandmarkKind::kBounds : LandmarkKind::kMean;
   if (kind == AttentionKind::kShadowKv) o.shadow.validate();
   return o;
 }

@@ -16,7 +16,6 @@ struct AttentionFlags {
   std::string attention = "full";
   ShadowParams shadow;  // the paper's defaults
   std::string selection = "landmarks";  // --selection: landmarks | oracle (ShadowParams::oracle_selection)
-  std::string landmarks = "mean";       // --landmarks: mean | bounds (ShadowParams::landmarks)
 };
 
 // Adds --attention (unless with_policy is false: eval takes a list), --sparse-budget, --rank, --chunk-size,

@@ -279,7 +279,6 @@ void run_eval(const EvalFlags& f) {
     // Only when given: results files written before the flag existed keep matching.
     if (!p.dense_layers.empty()) settings["dense-layers"] = p.dense_layers;
     if (p.oracle_selection) settings["selection"] = "oracle";
-    if (p.landmarks == LandmarkKind::kBounds) settings["landmarks"] = "bounds";
   }
   ev::ResultsFile results = ev::ResultsFile::open(f.out, settings);
 

@@ -25,7 +25,6 @@ float load_as_f32(const TensorView& t, int64_t i);
 namespace skv {
 struct LowrankFactorizeArgs;
 struct LandmarkMeansArgs;
-struct LandmarkBoundsArgs;
 struct OutlierChunksArgs;
 struct LandmarkScoresArgs;
 struct TopkChunksArgs;
@@ -39,7 +38,6 @@ namespace skv::cpu {
 
 void lowrank_factorize(const LowrankFactorizeArgs& args);
 void landmark_means(const LandmarkMeansArgs& args);
-void landmark_bounds(const LandmarkBoundsArgs& args);
 void outlier_chunks(const OutlierChunksArgs& args);
 void landmark_scores(const LandmarkScoresArgs& args);
 void topk_chunks(const TopkChunksArgs& args);

@@ -1,7 +1,5 @@
 // landmark_scores (arXiv 2410.21465 §4.2): per query head, softmax over the candidate landmarks of
-// q . landmark * scale (or, with upper bounds, of sum_d max(q_d lower_d, q_d upper_d) * scale); per KV head, the
-// max over its GQA group.
-#include <algorithm>
+// q . landmark * scale; per KV head, the max over its GQA group.
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -17,7 +15,6 @@ void landmark_scores(const LandmarkScoresArgs& a) {
   const double scale = a.scale != 0.0f ? a.scale : 1.0 / std::sqrt(static_cast<double>(hd));
   const float* q = a.q.ptr<const float>();
   const float* lm = a.landmarks.ptr<const float>();
-  const float* up = a.upper.empty() ? nullptr : a.upper.ptr<const float>();
   const uint8_t* excluded = a.excluded.empty() ? nullptr : a.excluded.ptr<const uint8_t>();
   float* scores = a.scores.ptr<float>();
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -34,13 +31,7 @@ void landmark_scores(const LandmarkScoresArgs& a) {
           if (excluded != nullptr && excluded[g * n_chunks + c]) continue;
           const float* l = lm + (g * n_chunks + c) * hd;
           double dot = 0.0;
-          if (up == nullptr) {
-            for (int64_t d = 0; d < hd; ++d) dot += static_cast<double>(qh[d]) * l[d];
-          } else {
-            const float* u = up + (g * n_chunks + c) * hd;
-            for (int64_t d = 0; d < hd; ++d)
-              dot += std::max(static_cast<double>(qh[d]) * l[d], static_cast<double>(qh[d]) * u[d]);
-          }
+          for (int64_t d = 0; d < hd; ++d) dot += static_cast<double>(qh[d]) * l[d];
           logits[static_cast<size_t>(c)] = dot * scale;
           max_logit = std::max(max_logit, dot * scale);
         }
