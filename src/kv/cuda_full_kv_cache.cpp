@@ -67,8 +67,6 @@ CudaFullKvCache::CudaFullKvCache(int64_t n_layers, int64_t n_q_heads, int64_t n_
       if (bound == capacity) break;
     }
   if (floats > 0) reserve_scratch(ScratchSlot::kAttentionPartials, static_cast<size_t>(floats) * sizeof(float), device);
-  // The decode kernel's tile counters: at most one per (sequence, query head).
-  reserve_scratch(ScratchSlot::kDecodeCounters, static_cast<size_t>(n_slots * n_q_heads) * sizeof(int), device);
 }
 
 TensorView CudaFullKvCache::rows(const DeviceBuffer& slab) const {

@@ -24,7 +24,6 @@
 #include "backend/device.h"
 #include "core/buffer.h"
 #include "ops/cuda/cuda_ops.h"
-#include "ops/cuda/decode_splits.h"
 #include "ops/ops.h"
 #include "testing/cuda_testing.h"
 #include "testing/tensor_testing.h"
@@ -378,64 +377,17 @@ void run_decode_case(const DecodeCase& c, uint64_t seed) {
   }
 }
 
-// Runs `body` with the tensor-core decode kernel's CTAs taking dynamic tiles (the default) and fixed splits.
-template <typename Body>
-void for_each_tile_schedule(Body body) {
-  const bool saved = cuda::decode_dynamic_tiles();
-  for (bool dynamic : {true, false}) {
-    cuda::decode_dynamic_tiles() = dynamic;
-    SCOPED_TRACE(dynamic ? "dynamic tiles" : "static splits");
-    body();
-  }
-  cuda::decode_dynamic_tiles() = saved;
-}
-
 TEST(OpsCuda, AttentionDecodeBatchMatchesCpuAndFloat64) {
   REQUIRE_CUDA();
-  for_each_tile_schedule([] {
-    run_decode_case({32, 8, 128, 32768, {1, 7, 4097, 32768}}, 100);  // Llama-3-8B shape, lengths 1..32K in one batch
-    run_decode_case({8, 8, 64, 300, {1, 300, 129}}, 101);            // 1:1
-    run_decode_case({16, 2, 64, 5000, {4097, 3, 64, 65}}, 102);      // 8:1
-    run_decode_case({28, 4, 128, 2000, {1999, 1}}, 103);             // 7:1
-    run_decode_case({32, 1, 128, 700, {700}}, 104);                  // 32:1 (two CTAs per KV head)
-  });
-}
-
-TEST(OpsCuda, AttentionDecodeBatchRepeatedCallsReuseTheTileCounters) {
-  // Dynamic tiles: the counters must be back at zero after every launch. Calls of changing lengths and batch
-  // plans in a row, each against the static-split kernel on the same inputs.
-  REQUIRE_CUDA();
-  const int64_t n_q_heads = 16, n_kv_heads = 4, head_dim = 128, capacity = 9000;
-  auto q = random_tensor({3, n_q_heads, head_dim}, 140, -2, 2);
-  auto kv = random_tensor({3, capacity, n_kv_heads, head_dim}, 141, -2, 2);
-  DeviceBuffer dq = to_device(q), dk = to_device(kv, DType::kBF16), dv = to_device(kv, DType::kBF16);
-  DeviceBuffer dslots = ints_to_device(std::vector<int32_t>{2, 0, 1}, DType::kI32);
-  const bool saved = cuda::decode_dynamic_tiles();
-  for (int round = 0; round < 3; ++round)
-    for (const std::vector<int32_t>& lens : {std::vector<int32_t>{9000, 17, 4000}, std::vector<int32_t>{65, 64, 1},
-                                             std::vector<int32_t>{8999, 8999, 8999}}) {
-      DeviceBuffer dlen = ints_to_device(lens, DType::kI32);
-      HostBuffer outs[2];
-      for (int dynamic = 0; dynamic < 2; ++dynamic) {
-        cuda::decode_dynamic_tiles() = dynamic == 1;
-        DeviceBuffer dout(DType::kF32, {3, n_q_heads, head_dim});
-        poison_nan(dout.view());
-        attention_decode_batch({.q = dq.view(), .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslots.view(),
-                                .lengths = dlen.view(), .out = dout.view(), .max_length = round == 1 ? 9000 : 0});
-        outs[dynamic] = to_host(dout.view());
-      }
-      for (int64_t e = 0; e < outs[0].view().numel(); ++e) {
-        ASSERT_TRUE(std::isfinite(outs[1].ptr<float>()[e])) << "round " << round << " element " << e;
-        // the same keys in another order of tiles: f32 rounding only
-        ASSERT_NEAR(outs[1].ptr<float>()[e], outs[0].ptr<float>()[e], 1e-4f * (1.0f + std::fabs(outs[0].ptr<float>()[e])));
-      }
-    }
-  cuda::decode_dynamic_tiles() = saved;
+  run_decode_case({32, 8, 128, 32768, {1, 7, 4097, 32768}}, 100);  // Llama-3-8B shape, lengths 1..32K in one batch
+  run_decode_case({8, 8, 64, 300, {1, 300, 129}}, 101);            // 1:1
+  run_decode_case({16, 2, 64, 5000, {4097, 3, 64, 65}}, 102);      // 8:1
+  run_decode_case({28, 4, 128, 2000, {1999, 1}}, 103);             // 7:1
+  run_decode_case({32, 1, 128, 700, {700}}, 104);                  // 32:1 (two CTAs per KV head)
 }
 
 TEST(OpsCuda, AttentionDecodeBatchInvalidSequenceGivesNaNOnly) {
   REQUIRE_CUDA();
-  for_each_tile_schedule([] {
   const int64_t n_q_heads = 8, n_kv_heads = 2, head_dim = 64, capacity = 100, row = n_q_heads * head_dim;
   auto q = random_tensor({3, n_q_heads, head_dim}, 110);
   auto kv = random_tensor({2, capacity, n_kv_heads, head_dim}, 111);
@@ -467,7 +419,6 @@ TEST(OpsCuda, AttentionDecodeBatchInvalidSequenceGivesNaNOnly) {
                           .lengths = dlen10.view(), .out = dout1.view()});
   HostBuffer got2 = to_host(dout1.view());
   for (int64_t e = 0; e < row; ++e) ASSERT_NEAR(got2.ptr<float>()[e], got.ptr<float>()[e], 1e-6f);
-  });
 }
 
 TEST(OpsCuda, AttentionDecodeMatchesCpu) {
@@ -481,11 +432,9 @@ TEST(OpsCuda, AttentionDecodeMatchesCpu) {
     attention_decode({.q = q.view(), .k = k.view(), .v = v.view(), .out = want.view()});
     DeviceBuffer dq = to_device(q), dk = to_device(k, DType::kBF16), dv = to_device(v, DType::kBF16);
     DeviceBuffer dout(DType::kF32, {n_q_heads, head_dim});
-    for_each_tile_schedule([&] {
-      poison_nan(dout.view());
-      attention_decode({.q = dq.view(), .k = dk.view(), .v = dv.view(), .out = dout.view()});
-      EXPECT_TRUE(finite_and_close_l2(to_host(dout.view()), want, kBf16RelL2)) << "kv_len " << kv_len;
-    });
+    poison_nan(dout.view());
+    attention_decode({.q = dq.view(), .k = dk.view(), .v = dv.view(), .out = dout.view()});
+    EXPECT_TRUE(finite_and_close_l2(to_host(dout.view()), want, kBf16RelL2)) << "kv_len " << kv_len;
   }
 }
 

@@ -38,8 +38,6 @@ struct DecodeParams {
   float* partial_o;        // [n_seqs, n_q_heads, n_splits, D]
   float* partial_lse;      // [n_seqs, n_q_heads, n_splits] (log2 domain, scaled)
   float* out;              // [n_seqs, n_q_heads, D]
-  unsigned long long* trace;  // decode_trace_buffer(), or nullptr
-  int* tile_counters;  // [n_seqs, n_kv_heads * head_units]: dynamic tiles (zero between launches), or nullptr
   int n_q_heads, n_kv_heads, group, hpc, head_units;
   int n_slots;
   int64_t capacity;
@@ -61,18 +59,9 @@ __device__ __forceinline__ bool sequence_valid(const DecodeParams& p, int seq, i
   return slot >= 0 && slot < p.n_slots && len >= 1 && static_cast<int64_t>(len) <= p.capacity;
 }
 
-__device__ __forceinline__ unsigned long long global_timer() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
-  return t;
-}
-
 template <int D>
 __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodeParams p) {
-  const int64_t trace_base = 5 * ((static_cast<int64_t>(blockIdx.z) * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x);
-  if (p.trace != nullptr && threadIdx.x == 0) p.trace[trace_base] = global_timer();
   pdl_enter();  // q, the cache (its newest row) and the lengths come from the kernels and copies before
-  if (p.trace != nullptr && threadIdx.x == 0) p.trace[trace_base + 1] = global_timer();
   constexpr int kStride = D + 8;
   constexpr int kChunks = D / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -89,20 +78,10 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
 
   int slot, len;
   const bool valid = sequence_valid(p, seq, slot, len);
-  // Static splits: this CTA's keys are [start, end). Dynamic tiles: every CTA of the (sequence, KV head unit)
-  // takes the next 64-key tile of [0, len) from the unit's counter until none is left, so CTAs that stream
-  // faster take more tiles (no tail of slow CTAs); tile ids are grabbed kStages ahead into a ring. (kRing > the
-  // ring's live slots: at iteration t the slots of tiles t and t + kStages - 1 are read, and thread 0 refills
-  // the slot of tile t - 1, which every thread read before this iteration's barrier.)
-  const bool dynamic = p.tile_counters != nullptr;
-  constexpr int kRing = kStages + 1;
-  __shared__ int ring[kRing];
-  int* const counter = dynamic ? p.tile_counters + static_cast<int64_t>(seq) * gridDim.y + blockIdx.y : nullptr;
-  const int start = dynamic ? 0 : split * p.split_len;
-  const int end = valid ? (dynamic ? len : min(len, start + p.split_len)) : 0;
+  const int start = split * p.split_len;
+  const int end = valid ? min(len, start + p.split_len) : 0;
   if (start >= end) {  // nothing to attend in this split (the combine skips -inf)
     if (tid < n_rows) p.partial_lse[(part_row0 + tid) * p.n_splits + split] = -INFINITY;
-    if (p.trace != nullptr && tid == 0) p.trace[trace_base + 2] = p.trace[trace_base + 3] = p.trace[trace_base + 4] = 0;
     return;
   }
 
@@ -110,23 +89,14 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
   const __nv_bfloat16* kbase = p.k + static_cast<int64_t>(slot) * p.capacity * key_stride + static_cast<int64_t>(kvh) * D;
   const __nv_bfloat16* vbase = p.v + static_cast<int64_t>(slot) * p.capacity * key_stride + static_cast<int64_t>(kvh) * D;
   const int n_tiles = (end - start + kBlockN - 1) / kBlockN;
-  if (dynamic) {  // the first kStages tiles of each CTA are fixed (tiles j * n_splits + split), the rest counted
-    if (tid < kStages) ring[tid] = tid * p.n_splits + split;
-    __syncthreads();
-  }
-  // The first key of the j-th tile this CTA processes, or -1 when it has no j-th tile.
-  auto tile_key = [&](int j) -> int {
-    const int t = dynamic ? ring[j % kRing] : j;
-    return t < n_tiles ? start + t * kBlockN : -1;
-  };
 
-  auto load_tile = [&](int key_first, int stage) {
+  auto load_tile = [&](int t, int stage) {
     __nv_bfloat16* dk = sK + stage * kBlockN * kStride;
     __nv_bfloat16* dv = sV + stage * kBlockN * kStride;
 #pragma unroll
     for (int i = tid; i < kBlockN * kChunks; i += kThreads) {
       const int r = i / kChunks, c = i % kChunks;
-      const int key = key_first + r;
+      const int key = start + t * kBlockN + r;
       const bool in = key < end;
       const int64_t off = (in ? key * key_stride : 0) + c * 8;
       cp_async16(dk + r * kStride + c * 8, kbase + off, in ? 16 : 0);
@@ -142,9 +112,8 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
 #pragma unroll
-  for (int j = 0; j < kStages - 1; ++j) {
-    const int k0 = tile_key(j);
-    if (k0 >= 0) load_tile(k0, j);
+  for (int t = 0; t < kStages - 1; ++t) {
+    if (t < n_tiles) load_tile(t, t);
     cp_async_commit();
   }
   // Q rows (the group's heads) as bf16 A fragments, straight from global memory, while the first tiles load.
@@ -163,23 +132,17 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
     }
   }
 
-  for (int t = 0;; ++t) {
+  for (int t = 0; t < n_tiles; ++t) {
     cp_async_wait<kStages - 2>();
     __syncthreads();  // tile t visible to all; every warp is done with tile t - 1
-    if (t == 0 && p.trace != nullptr && tid == 0) p.trace[trace_base + 2] = global_timer();
-    const int tile_first = tile_key(t);
-    if (tile_first < 0) break;  // uniform: every thread read the same ring slot / n_tiles
     {
       const int next = t + kStages - 1;
-      const int k0 = tile_key(next);
-      if (k0 >= 0) load_tile(k0, next % kStages);
+      if (next < n_tiles) load_tile(next, next % kStages);
       cp_async_commit();
-      // The slot of tile t - 1, read by every thread before this iteration's barrier, takes tile t + kStages.
-      if (dynamic && tid == 0) ring[(t + kStages) % kRing] = atomicAdd(counter, 1) + kStages * p.n_splits;
     }
     const __nv_bfloat16* tK = sK + (t % kStages) * kBlockN * kStride + warp * 16 * kStride;
     const __nv_bfloat16* tV = sV + (t % kStages) * kBlockN * kStride + warp * 16 * kStride;
-    const int key0 = tile_first + warp * 16;  // this warp's 16 keys
+    const int key0 = start + t * kBlockN + warp * 16;  // this warp's 16 keys
     if (key0 < end) {
       float s[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
@@ -237,7 +200,6 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
   }
   cp_async_wait<0>();
   __syncthreads();  // the pipeline buffers become the merge area
-  if (p.trace != nullptr && tid == 0) p.trace[trace_base + 3] = global_timer();
 
   // ---- merge the warps: sm_o [kWarps][16][D], then m and l [kWarps][16] each.
   float* sm_o = reinterpret_cast<float*>(smem_raw);
@@ -276,10 +238,6 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
     p.partial_o[prow * D + d] = L > 0.0f ? O / L : 0.0f;
     if (d == 0) p.partial_lse[prow] = L > 0.0f ? mx + log2f(L) : -INFINITY;
   }
-  if (p.trace != nullptr) {
-    __syncthreads();
-    if (tid == 0) p.trace[trace_base + 4] = global_timer();
-  }
 }
 
 // One CTA of D threads per (query head, sequence).
@@ -287,13 +245,6 @@ template <int D>
 __global__ void __launch_bounds__(D) decode_combine_kernel(const DecodeParams p) {
   pdl_enter();
   const int head = blockIdx.x, seq = blockIdx.y, d = threadIdx.x;
-  // Dynamic tiles: the split kernel has completed, so its unit's counter goes back to zero (by the unit's first
-  // query head), ready for the next launch.
-  if (p.tile_counters != nullptr && d == 0 && (head % p.group) % p.hpc == 0)
-    p.tile_counters[static_cast<int64_t>(seq) * p.n_kv_heads * p.head_units + (head / p.group) * p.head_units +
-                    (head % p.group) / p.hpc] = 0;
-  const int64_t trace_base = kDecodeTraceCombine + 2 * (static_cast<int64_t>(seq) * gridDim.x + head);
-  if (p.trace != nullptr && d == 0) p.trace[trace_base] = global_timer();
   const int64_t row = static_cast<int64_t>(seq) * p.n_q_heads + head;
   float* out = p.out + row * D;
   int slot, len;
@@ -303,7 +254,7 @@ __global__ void __launch_bounds__(D) decode_combine_kernel(const DecodeParams p)
     return;
   }
   const float* lse = p.partial_lse + row * p.n_splits;
-  const int used = p.tile_counters != nullptr ? p.n_splits : min(p.n_splits, (len + p.split_len - 1) / p.split_len);
+  const int used = min(p.n_splits, (len + p.split_len - 1) / p.split_len);
   float mx = -INFINITY;
   for (int s = 0; s < used; ++s) mx = fmaxf(mx, lse[s]);
   float W = 0.0f, acc = 0.0f;
@@ -317,10 +268,6 @@ __global__ void __launch_bounds__(D) decode_combine_kernel(const DecodeParams p)
     }
   }
   out[d] = W > 0.0f ? acc / W : __int_as_float(0x7fc00000);
-  if (p.trace != nullptr) {
-    __syncthreads();
-    if (d == 0) p.trace[trace_base + 1] = global_timer();
-  }
 }
 
 void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const int32_t* slots,
@@ -335,7 +282,6 @@ void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, 
   p.slots = slots;
   p.lengths = lengths;
   p.out = out;
-  p.trace = decode_trace_buffer();
   p.n_q_heads = static_cast<int>(n_q_heads);
   p.n_kv_heads = static_cast<int>(n_kv_heads);
   p.group = static_cast<int>(n_q_heads / n_kv_heads);
@@ -356,11 +302,6 @@ void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, 
   }
   p.partial_o = workspace;
   p.partial_lse = workspace + n_seqs * n_q_heads * p.n_splits * head_dim;
-  p.tile_counters =
-      decode_dynamic_tiles()
-          ? static_cast<int*>(scratch(ScratchSlot::kDecodeCounters,
-                                      static_cast<size_t>(n_seqs * n_kv_heads * plan.head_units) * sizeof(int), device))
-          : nullptr;
   const dim3 grid(static_cast<unsigned>(p.n_splits), static_cast<unsigned>(n_kv_heads * p.head_units),
                   static_cast<unsigned>(n_seqs));
   const dim3 combine_grid(static_cast<unsigned>(n_q_heads), static_cast<unsigned>(n_seqs));

@@ -61,23 +61,6 @@ inline DecodeSplitPlan plan_decode_splits(int64_t n_seqs, int64_t n_q_heads, int
   return plan;
 }
 
-// Experiment hook (bench_attention_decode --trace): when set, a device buffer of u64 that the tensor-core
-// kernels fill with %globaltimer stamps -- per split CTA (linear block id b) 5 stamps at [5 b, 5 b + 5): entry,
-// after the PDL wait, first tile landed, loop done, exit; per combine CTA (linear id c) 2 stamps at
-// [kDecodeTraceCombine + 2 c, + 2): entry after the wait, exit.
-constexpr int64_t kDecodeTraceCombine = 1 << 20;
-
-// Experiment switch: the tensor-core kernel's CTAs take 64-key tiles from a per-(sequence, KV head) counter
-// (dynamic) instead of one fixed split each. Benchmarks flip it; nothing else does.
-inline bool& decode_dynamic_tiles() {
-  static bool on = true;
-  return on;
-}
-inline unsigned long long*& decode_trace_buffer() {
-  static unsigned long long* buffer = nullptr;
-  return buffer;
-}
-
 // f32 elements of the partials workspace for a plan.
 inline int64_t decode_partials_floats(int64_t n_seqs, int64_t n_q_heads, int64_t head_dim,
                                       const DecodeSplitPlan& plan) {
