@@ -16,16 +16,7 @@ using namespace skv;
 
 int main(int argc, char** argv) {
   if (!bench::require_gpu()) return 0;
-  bool sweep = false;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--sweep") == 0) sweep = true;
-    else if (std::strcmp(argv[i], "--cp-async") == 0) cuda::decode_tma() = false;  // the cp.async loads
-    else {
-      std::fprintf(stderr, "usage: bench_attention_decode [--sweep] [--cp-async]\n");
-      return 2;
-    }
-  }
-  std::printf("K/V loads: %s\n", cuda::decode_tma() ? "TMA bulk copies" : "cp.async");
+  const bool sweep = argc > 1 && std::strcmp(argv[1], "--sweep") == 0;
   try {
     const bench::Ceilings ceil = bench::measure_ceilings(false);
     const int64_t n_q_heads = 32, n_kv_heads = 8, head_dim = 128;

@@ -24,7 +24,6 @@
 #include "backend/device.h"
 #include "core/buffer.h"
 #include "ops/cuda/cuda_ops.h"
-#include "ops/cuda/decode_splits.h"
 #include "ops/ops.h"
 #include "testing/cuda_testing.h"
 #include "testing/tensor_testing.h"
@@ -378,27 +377,13 @@ void run_decode_case(const DecodeCase& c, uint64_t seed) {
   }
 }
 
-// Runs `body` with the tensor-core decode kernel's K/V tiles loaded by TMA bulk copies and by cp.async.
-template <typename Body>
-void for_each_decode_loads(Body body) {
-  const bool saved = cuda::decode_tma();
-  for (bool tma : {true, false}) {
-    cuda::decode_tma() = tma;
-    SCOPED_TRACE(tma ? "TMA bulk copies" : "cp.async");
-    body();
-  }
-  cuda::decode_tma() = saved;
-}
-
 TEST(OpsCuda, AttentionDecodeBatchMatchesCpuAndFloat64) {
   REQUIRE_CUDA();
-  for_each_decode_loads([] {
-    run_decode_case({32, 8, 128, 32768, {1, 7, 4097, 32768}}, 100);  // Llama-3-8B shape, lengths 1..32K in one batch
-    run_decode_case({8, 8, 64, 300, {1, 300, 129}}, 101);            // 1:1
-    run_decode_case({16, 2, 64, 5000, {4097, 3, 64, 65}}, 102);      // 8:1
-    run_decode_case({28, 4, 128, 2000, {1999, 1}}, 103);             // 7:1
-    run_decode_case({32, 1, 128, 700, {700}}, 104);                  // 32:1 (two CTAs per KV head)
-  });
+  run_decode_case({32, 8, 128, 32768, {1, 7, 4097, 32768}}, 100);  // Llama-3-8B shape, lengths 1..32K in one batch
+  run_decode_case({8, 8, 64, 300, {1, 300, 129}}, 101);            // 1:1
+  run_decode_case({16, 2, 64, 5000, {4097, 3, 64, 65}}, 102);      // 8:1
+  run_decode_case({28, 4, 128, 2000, {1999, 1}}, 103);             // 7:1
+  run_decode_case({32, 1, 128, 700, {700}}, 104);                  // 32:1 (two CTAs per KV head)
 }
 
 TEST(OpsCuda, AttentionDecodeBatchInvalidSequenceGivesNaNOnly) {
@@ -447,11 +432,9 @@ TEST(OpsCuda, AttentionDecodeMatchesCpu) {
     attention_decode({.q = q.view(), .k = k.view(), .v = v.view(), .out = want.view()});
     DeviceBuffer dq = to_device(q), dk = to_device(k, DType::kBF16), dv = to_device(v, DType::kBF16);
     DeviceBuffer dout(DType::kF32, {n_q_heads, head_dim});
-    for_each_decode_loads([&] {
-      poison_nan(dout.view());
-      attention_decode({.q = dq.view(), .k = dk.view(), .v = dv.view(), .out = dout.view()});
-      EXPECT_TRUE(finite_and_close_l2(to_host(dout.view()), want, kBf16RelL2)) << "kv_len " << kv_len;
-    });
+    poison_nan(dout.view());
+    attention_decode({.q = dq.view(), .k = dk.view(), .v = dv.view(), .out = dout.view()});
+    EXPECT_TRUE(finite_and_close_l2(to_host(dout.view()), want, kBf16RelL2)) << "kv_len " << kv_len;
   }
 }
 

@@ -18,7 +18,6 @@
 #include "model/device_util.h"
 #include "model/llama_model.h"
 #include "model/memory_plan.h"
-#include "ops/cuda/decode_splits.h"
 #include "size_flags.h"
 
 namespace skv::cli {
@@ -37,7 +36,6 @@ struct BenchFlags {
   int64_t prefill_chunk = kCudaPrefillChunk;
   std::string cuda_graphs = "on";
   std::string pdl = "on";
-  std::string decode_loads = "tma";
   bool json = false;
 };
 
@@ -109,9 +107,6 @@ void run_bench(const BenchFlags& f) {
   if (f.pdl != "on" && f.pdl != "off")
     throw Error(ErrorCode::kInvalidArgument, "--pdl must be on or off, got '" + f.pdl + "'");
   set_programmatic_launch(f.pdl == "on");
-  if (f.decode_loads != "tma" && f.decode_loads != "cp-async")
-    throw Error(ErrorCode::kInvalidArgument, "--decode-loads must be tma or cp-async, got '" + f.decode_loads + "'");
-  cuda::decode_tma() = f.decode_loads == "tma";
   std::unique_ptr<LlamaModel> model;
   if (f.random_weights) {
     model = LlamaModel::with_random_weights(load_hf_config(dir / "config.json"), mo, f.seed);
@@ -313,9 +308,6 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--pdl", f->pdl,
                   "on (default, sm_90+): the decode kernels use programmatic dependent launch, each starting while "
                   "the one before it finishes; off: ordinary launches (to measure what PDL saves)");
-  cmd->add_option("--decode-loads", f->decode_loads,
-                  "Decode attention, bf16 cache: tma (default): K/V tiles arrive by bulk copies; cp-async: every "
-                  "thread's 16-byte copies (to measure the difference)");
   cmd->add_flag("--json", f->json, "Print one JSON object instead of the table");
   cmd->callback([f] { run_bench(*f); });
 }

@@ -59,10 +59,7 @@ __device__ __forceinline__ bool sequence_valid(const DecodeParams& p, int seq, i
   return slot >= 0 && slot < p.n_slots && len >= 1 && static_cast<int64_t>(len) <= p.capacity;
 }
 
-// kTma: the K/V rows of a tile arrive by bulk copies (one 2*D-byte copy per row and tensor, issued by warp 0,
-// counted on the stage's mbarrier; rows past the end repeat the last key, masked like the rest) instead of
-// every thread's 16-byte cp.async.
-template <int D, bool kTma>
+template <int D>
 __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodeParams p) {
   pdl_enter();  // q, the cache (its newest row) and the lengths come from the kernels and copies before
   constexpr int kStride = D + 8;
@@ -92,37 +89,18 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
   const __nv_bfloat16* kbase = p.k + static_cast<int64_t>(slot) * p.capacity * key_stride + static_cast<int64_t>(kvh) * D;
   const __nv_bfloat16* vbase = p.v + static_cast<int64_t>(slot) * p.capacity * key_stride + static_cast<int64_t>(kvh) * D;
   const int n_tiles = (end - start + kBlockN - 1) / kBlockN;
-  __shared__ __align__(8) uint64_t full_bar[kStages];  // kTma: stage s's phase k completes when tile s + k*kStages lands
-  if constexpr (kTma) {
-    if (tid == 0) {
-      for (int s = 0; s < kStages; ++s) mbarrier_init(&full_bar[s], 1);
-      mbarrier_init_fence();
-    }
-    __syncthreads();
-  }
 
-  // cp.async: every thread; kTma: warp 0 only.
   auto load_tile = [&](int t, int stage) {
     __nv_bfloat16* dk = sK + stage * kBlockN * kStride;
     __nv_bfloat16* dv = sV + stage * kBlockN * kStride;
-    if constexpr (kTma) {
-      if (lane == 0) mbarrier_arrive_expect_tx(&full_bar[stage], 2 * kBlockN * D * 2);
-      __syncwarp();
-      for (int r = lane; r < kBlockN; r += 32) {
-        const int64_t off = static_cast<int64_t>(min(start + t * kBlockN + r, end - 1)) * key_stride;
-        bulk_copy_to_shared(dk + r * kStride, kbase + off, D * 2, &full_bar[stage]);
-        bulk_copy_to_shared(dv + r * kStride, vbase + off, D * 2, &full_bar[stage]);
-      }
-    } else {
 #pragma unroll
-      for (int i = tid; i < kBlockN * kChunks; i += kThreads) {
-        const int r = i / kChunks, c = i % kChunks;
-        const int key = start + t * kBlockN + r;
-        const bool in = key < end;
-        const int64_t off = (in ? key * key_stride : 0) + c * 8;
-        cp_async16(dk + r * kStride + c * 8, kbase + off, in ? 16 : 0);
-        cp_async16(dv + r * kStride + c * 8, vbase + off, in ? 16 : 0);
-      }
+    for (int i = tid; i < kBlockN * kChunks; i += kThreads) {
+      const int r = i / kChunks, c = i % kChunks;
+      const int key = start + t * kBlockN + r;
+      const bool in = key < end;
+      const int64_t off = (in ? key * key_stride : 0) + c * 8;
+      cp_async16(dk + r * kStride + c * 8, kbase + off, in ? 16 : 0);
+      cp_async16(dv + r * kStride + c * 8, vbase + off, in ? 16 : 0);
     }
   };
 
@@ -135,8 +113,8 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
 
 #pragma unroll
   for (int t = 0; t < kStages - 1; ++t) {
-    if (t < n_tiles && (!kTma || warp == 0)) load_tile(t, t);
-    if constexpr (!kTma) cp_async_commit();
+    if (t < n_tiles) load_tile(t, t);
+    cp_async_commit();
   }
   // Q rows (the group's heads) as bf16 A fragments, straight from global memory, while the first tiles load.
   uint32_t qa[D / 16][4];
@@ -155,20 +133,12 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
   }
 
   for (int t = 0; t < n_tiles; ++t) {
-    if constexpr (kTma) mbarrier_wait(&full_bar[t % kStages], static_cast<uint32_t>(t / kStages) & 1u);
-    else cp_async_wait<kStages - 2>();
+    cp_async_wait<kStages - 2>();
     __syncthreads();  // tile t visible to all; every warp is done with tile t - 1
     {
       const int next = t + kStages - 1;
-      if constexpr (kTma) {
-        if (warp == 0 && next < n_tiles) {
-          fence_proxy_async_shared();  // the stage of tile t - 1 was read through the generic proxy
-          load_tile(next, next % kStages);
-        }
-      } else {
-        if (next < n_tiles) load_tile(next, next % kStages);
-        cp_async_commit();
-      }
+      if (next < n_tiles) load_tile(next, next % kStages);
+      cp_async_commit();
     }
     const __nv_bfloat16* tK = sK + (t % kStages) * kBlockN * kStride + warp * 16 * kStride;
     const __nv_bfloat16* tV = sV + (t % kStages) * kBlockN * kStride + warp * 16 * kStride;
@@ -228,7 +198,7 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
       }
     }
   }
-  if constexpr (!kTma) cp_async_wait<0>();  // (kTma: every issued tile was waited for in the loop)
+  cp_async_wait<0>();
   __syncthreads();  // the pipeline buffers become the merge area
 
   // ---- merge the warps: sm_o [kWarps][16][D], then m and l [kWarps][16] each.
@@ -337,16 +307,14 @@ void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, 
   const dim3 combine_grid(static_cast<unsigned>(n_q_heads), static_cast<unsigned>(n_seqs));
   if (head_dim == 64) {
     constexpr size_t smem = decode_smem_bytes<64>();
-    auto* kernel = decode_tma() ? decode_split_kernel<64, true> : decode_split_kernel<64, false>;
-    SKV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    launch_after_previous(kernel, grid, kThreads, smem, stream, p);
+    SKV_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    launch_after_previous(decode_split_kernel<64>, grid, kThreads, smem, stream, p);
     launch_after_previous(decode_combine_kernel<64>, combine_grid, 64, 0, stream, p);
   } else {
     SKV_ASSERT(head_dim == 128);
     constexpr size_t smem = decode_smem_bytes<128>();
-    auto* kernel = decode_tma() ? decode_split_kernel<128, true> : decode_split_kernel<128, false>;
-    SKV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    launch_after_previous(kernel, grid, kThreads, smem, stream, p);
+    SKV_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    launch_after_previous(decode_split_kernel<128>, grid, kThreads, smem, stream, p);
     launch_after_previous(decode_combine_kernel<128>, combine_grid, 128, 0, stream, p);
   }
 }

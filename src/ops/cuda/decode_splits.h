@@ -61,13 +61,6 @@ inline DecodeSplitPlan plan_decode_splits(int64_t n_seqs, int64_t n_q_heads, int
   return plan;
 }
 
-// Experiment switch: the tensor-core kernel loads K/V tiles by TMA bulk copies (true) or by cp.async (false).
-// Benchmarks flip it; nothing else does.
-inline bool& decode_tma() {
-  static bool on = true;
-  return on;
-}
-
 // f32 elements of the partials workspace for a plan.
 inline int64_t decode_partials_floats(int64_t n_seqs, int64_t n_q_heads, int64_t head_dim,
                                       const DecodeSplitPlan& plan) {
