@@ -96,6 +96,21 @@ def uuid(rng):
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(rng.integers(4))]}{h[17:20]}-{h[20:]}"
 
 
+def hex_id(rng):
+    """A uuid-shaped value of varying length: 2-6 dash-separated groups of 2-12 hex digits. Mixed among the
+    uuids of training (hex_p), they make the end of an answer something read off the needle (its closing
+    period), not counted: with canonical uuids only, run 6 learned a length prior (it stops 27-36 tokens in,
+    whatever the value; see models/testbed/README.md)."""
+    groups = int(rng.integers(2, 7))
+    return "-".join("".join("0123456789abcdef"[i] for i in rng.integers(0, 16, int(rng.integers(2, 13))))
+                    for _ in range(groups))
+
+
+def uuid_value(rng, hex_p):
+    """A value of a uuid task: hex_id with probability hex_p, else a canonical uuid (hex_p 0: no draw)."""
+    return hex_id(rng) if hex_p > 0 and rng.random() < hex_p else uuid(rng)
+
+
 def varname(rng):
     return "".join(chr(65 + int(i)) for i in rng.integers(0, 26, 5))
 
@@ -104,12 +119,13 @@ def _join(names):  # RULER: "a, b, c, and d"
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + ", and " + names[-1]
 
 
-def build_spec(task, rng, words, n=None):
-    """Text pieces of a task: preamble, needles (in order of depth), question, answer values, separator."""
+def build_spec(task, rng, words, n=None, hex_p=0.0):
+    """Text pieces of a task: preamble, needles (in order of depth), question, answer values, separator.
+    hex_p: the share of uuid values drawn as variable-length hex ids (hex_id)."""
     kind = "uuid" if task in ("single_uuid", "multikey_uuids") or (task == "multikey" and rng.random() < 0.3) \
         else "number"
     tv, tvs = f"special magic {kind}", f"special magic {kind}s"
-    gen = uuid if kind == "uuid" else number
+    gen = (lambda r: uuid_value(r, hex_p)) if kind == "uuid" else number
     pre = f"Some {tvs} are hidden within the following text. Make sure to memorize it. " \
           f"I will quiz you about the {tvs} afterwards.\n"
     needle = lambda k, v: f"One of the {tvs} for {k} is: {v}."
@@ -175,7 +191,7 @@ def build_spec(task, rng, words, n=None):
     raise ValueError(task)
 
 
-def line_haystack(task, rng, tok, words, n_tokens, avoid):
+def line_haystack(task, rng, tok, words, n_tokens, avoid, hex_p=0.0):
     """A haystack of n_tokens tokens made of lines (each tokenized with its newline, as in the whole text): RULER's
     noise sentence repeated (single_noise, vt), or needles of other keys (multikey_lines: word keys and numbers;
     multikey_uuids: uuid keys and values). -> (tokens, line starts: where needle lines may go)."""
@@ -187,7 +203,7 @@ def line_haystack(task, rng, tok, words, n_tokens, avoid):
         n_lines = n_tokens // 12 + 8  # a needle line is at least ~14 tokens
         lines = []
         for _ in range(n_lines):
-            k, v = (uuid(rng), uuid(rng)) if uu else (words.key(rng), number(rng))
+            k, v = (uuid(rng), uuid_value(rng, hex_p)) if uu else (words.key(rng), number(rng))
             if k not in avoid and v not in avoid:
                 lines.append(f"One of the special magic {kind} for {k} is: {v}.\n")
         line_ids = tok.encode_batch(lines)
@@ -200,7 +216,7 @@ def line_haystack(task, rng, tok, words, n_tokens, avoid):
     return np.array(toks[:n_tokens], dtype=np.int32), np.unique(starts[starts < n_tokens])
 
 
-def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None):
+def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None, hex_p=0.0):
     """-> dict(ids int64[length], lm float32[length], ans float32[length], spans [(a, b)], task)."""
     bos, eos = tok.bos_id, tok.eos_id
     ids = np.empty(length, dtype=np.int64)
@@ -211,7 +227,7 @@ def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None):
         ids[0], ids[1:] = bos, toks
         lm[1:] = 1
         return {"ids": ids, "lm": lm, "ans": ans, "spans": [], "task": task}
-    pre, needles, q, values, sep, shuffled = build_spec(task, rng, words, n)
+    pre, needles, q, values, sep, shuffled = build_spec(task, rng, words, n, hex_p)
     lines = task in LINE_TASKS
     pre_ids, q_ids = tok.encode(pre), tok.encode(q)
     nd_ids = tok.encode_batch([nd + "\n" if lines else " " + nd for nd in needles])
@@ -227,7 +243,7 @@ def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None):
         raise ValueError(f"length {length} too short for task {task}")
     if lines:
         keys = {m.group(1) for m in (re.search(r" for (.+) is: ", nd) for nd in needles) if m}
-        hay, cuts = line_haystack(task, rng, tok, words, h, set(values) | keys)  # no distractor repeats them
+        hay, cuts = line_haystack(task, rng, tok, words, h, set(values) | keys, hex_p)  # no distractor repeats them
     else:
         hay, cuts = corpus.window(rng, h)
     if len(cuts) < len(needles):
@@ -272,20 +288,27 @@ def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None):
     lm[p:p + len(q_ids)] = 1
     p += len(q_ids)
     spans = []
+    end = None  # where the closing <|eos|> sits
     for piece, is_value in ans_pieces:
         ids[p:p + len(piece)] = piece
         ans[p:p + len(piece)] = 1
         if is_value:
             spans.append((p, p + len(piece)))
+        elif piece == [eos]:
+            end = p
         p += len(piece)
     assert p == length, (p, length)
     lm[0] = 0  # position 0 is never a target
-    return {"ids": ids, "lm": lm, "ans": ans, "spans": spans, "task": task, "values": values}
+    return {"ids": ids, "lm": lm, "ans": ans, "spans": spans, "task": task, "values": values, "end": end}
 
 
 def score(sample, pred):
     """pred: argmax next-token ids, pred[t] predicts ids[t + 1]. Fraction of values whose every token is
-    predicted (teacher forcing; for single-answer tasks this is exactly greedy decoding's exact match)."""
+    predicted (teacher forcing), the last one only if the closing <|eos|> is predicted after it too: for
+    single-answer tasks this is exactly greedy decoding's exact match, stopping included."""
     ids = sample["ids"]
     ok = [all(pred[t - 1] == ids[t] for t in range(a, b)) for a, b in sample["spans"]]
+    end = sample.get("end")
+    if ok and end is not None:
+        ok[-1] = ok[-1] and pred[end - 1] == ids[end]
     return sum(ok) / len(ok)

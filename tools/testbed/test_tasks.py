@@ -22,12 +22,13 @@ def main():
         for seed in range(20):
             for length in (1024, 2048):
                 n = T.EVAL_PARAMS.get(task) if seed % 2 else None
+                hex_p = 0.5 if seed % 4 >= 2 else 0.0
                 try:
-                    s1 = T.make_sample(task, length, np.random.default_rng(seed), tok, corpus, words, n=n)
+                    s1 = T.make_sample(task, length, np.random.default_rng(seed), tok, corpus, words, n=n, hex_p=hex_p)
                 except ValueError:  # too short for this many needle lines (training falls back to another task)
                     assert task in T.LINE_TASKS and length == 1024, (task, length)
                     continue
-                s2 = T.make_sample(task, length, np.random.default_rng(seed), tok, corpus, words, n=n)
+                s2 = T.make_sample(task, length, np.random.default_rng(seed), tok, corpus, words, n=n, hex_p=hex_p)
                 assert (s1["ids"] == s2["ids"]).all(), "not deterministic"
                 assert len(s1["ids"]) == length and s1["ids"][0] == tok.bos_id
                 if task == "lm":
@@ -59,8 +60,19 @@ def main():
                 assert T.score(s1, pred) == 1.0
                 pred[s1["spans"][-1][0] - 1] = -1
                 assert T.score(s1, pred) < 1.0
+                pred = np.concatenate([s1["ids"][1:], [0]])
+                pred[s1["end"] - 1] = -1  # every value right, but the answer does not stop
+                assert T.score(s1, pred) < 1.0, (task, "stopping is not scored")
                 if seed == 0 and length == 1024:
                     print(f"--- {task}: ...{text[-330:]!r}")
+    # hex ids: 2-6 groups of 2-12 hex digits; hex_p 0 draws nothing extra (the old uuid stream is unchanged)
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        v = T.hex_id(rng)
+        groups = v.split("-")
+        assert 2 <= len(groups) <= 6 and all(2 <= len(g) <= 12 and all(c in "0123456789abcdef" for c in g) for g in groups), v
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert [T.uuid_value(a, 0.0) for _ in range(5)] == [T.uuid(b) for _ in range(5)]
     print("test_tasks: OK")
 
 
