@@ -384,6 +384,7 @@ TEST(OpsCuda, AttentionDecodeBatchMatchesCpuAndFloat64) {
   run_decode_case({16, 2, 64, 5000, {4097, 3, 64, 65}}, 102);      // 8:1
   run_decode_case({28, 4, 128, 2000, {1999, 1}}, 103);             // 7:1
   run_decode_case({32, 1, 128, 700, {700}}, 104);                  // 32:1 (two CTAs per KV head)
+  run_decode_case({16, 2, 128, 6000, {6000}}, 105);                // 94 splits: the combine's 3 rounds of 32
 }
 
 TEST(OpsCuda, AttentionDecodeBatchInvalidSequenceGivesNaNOnly) {

@@ -240,11 +240,14 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
   }
 }
 
-// One CTA of D threads per (query head, sequence).
+// One CTA of D threads per (query head, sequence). It moves a few kilobytes from L2, so its time is round trips:
+// each round issues all its loads at once -- a warp reads 32 splits' log-sum-exps one per lane and reduces
+// their max and weights with shuffles, then each thread reads its column of those 32 splits' outputs in one
+// unrolled burst (two rounds at up to 32 splits, where a loop over the splits waited for ~16).
 template <int D>
 __global__ void __launch_bounds__(D) decode_combine_kernel(const DecodeParams p) {
   pdl_enter();
-  const int head = blockIdx.x, seq = blockIdx.y, d = threadIdx.x;
+  const int head = blockIdx.x, seq = blockIdx.y, d = threadIdx.x, lane = d & 31;
   const int64_t row = static_cast<int64_t>(seq) * p.n_q_heads + head;
   float* out = p.out + row * D;
   int slot, len;
@@ -254,17 +257,27 @@ __global__ void __launch_bounds__(D) decode_combine_kernel(const DecodeParams p)
     return;
   }
   const float* lse = p.partial_lse + row * p.n_splits;
+  const float* po = p.partial_o + row * p.n_splits * D + d;  // [split] of this thread's column, stride D
+  // Splits from `used` on start past the sequence: their outputs were never written (only lse = -inf).
   const int used = min(p.n_splits, (len + p.split_len - 1) / p.split_len);
   float mx = -INFINITY;
-  for (int s = 0; s < used; ++s) mx = fmaxf(mx, lse[s]);
+  for (int s = lane; s < used; s += 32) mx = fmaxf(mx, lse[s]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
   float W = 0.0f, acc = 0.0f;
   if (mx != -INFINITY) {
-    for (int s = 0; s < used; ++s) {
-      const float ls = lse[s];
-      if (ls == -INFINITY) continue;
-      const float w = fast_exp2(ls - mx);
-      W += w;
-      acc += w * p.partial_o[(row * p.n_splits + s) * D + d];
+    for (int s0 = 0; s0 < used; s0 += 32) {
+      const float ls = s0 + lane < used ? lse[s0 + lane] : -INFINITY;
+      const float w = ls == -INFINITY ? 0.0f : fast_exp2(ls - mx);  // the weight of split s0 + lane
+      float v[32];
+#pragma unroll
+      for (int j = 0; j < 32; ++j) v[j] = s0 + j < used ? po[static_cast<int64_t>(s0 + j) * D] : 0.0f;
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        const float wj = __shfl_sync(0xffffffffu, w, j);
+        W += wj;
+        acc += wj * v[j];
+      }
     }
   }
   out[d] = W > 0.0f ? acc / W : __int_as_float(0x7fc00000);
