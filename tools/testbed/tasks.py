@@ -302,6 +302,15 @@ def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None, hex_p
     return {"ids": ids, "lm": lm, "ans": ans, "spans": spans, "task": task, "values": values, "end": end}
 
 
+def scored_positions(sample):
+    """The positions t whose prediction pred[t] score() reads: the value tokens' predecessors and the last
+    value's (the closing <|eos|>'s predecessor)."""
+    targets = [t for a, b in sample["spans"] for t in range(a, b)]
+    if sample.get("end") is not None:
+        targets.append(sample["end"])
+    return [t - 1 for t in targets]
+
+
 def score(sample, pred):
     """pred: argmax next-token ids, pred[t] predicts ids[t + 1]. Fraction of values whose every token is
     predicted (teacher forcing), the last one only if the closing <|eos|> is predicted after it too: for

@@ -58,6 +58,9 @@ def main():
                 assert s1["lm"][s1["ans"] > 0].sum() == 0
                 pred = np.concatenate([s1["ids"][1:], [0]])  # a perfect predictor
                 assert T.score(s1, pred) == 1.0
+                only = np.zeros_like(pred)  # ... known only where score() reads (train.evaluate's way)
+                only[T.scored_positions(s1)] = pred[T.scored_positions(s1)]
+                assert T.score(s1, only) == 1.0, (task, "score reads a position scored_positions leaves out")
                 pred[s1["spans"][-1][0] - 1] = -1
                 assert T.score(s1, pred) < 1.0
                 pred = np.concatenate([s1["ids"][1:], [0]])

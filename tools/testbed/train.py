@@ -136,7 +136,7 @@ def evaluate(model, samples, device, amp, deadline=None):
         ids = torch.from_numpy(s["ids"])[None].to(device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             h = model.hidden(ids)
-        pos = torch.tensor([t - 1 for a, b in s["spans"] for t in range(a, b)], device=device)
+        pos = torch.tensor(T.scored_positions(s), device=device)
         pred_at = model.head(h[0, pos].float()).argmax(-1).tolist()
         pred = np.zeros(len(s["ids"]), dtype=np.int64)
         pred[pos.tolist()] = pred_at
