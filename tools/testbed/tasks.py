@@ -216,8 +216,9 @@ def line_haystack(task, rng, tok, words, n_tokens, avoid, hex_p=0.0):
     return np.array(toks[:n_tokens], dtype=np.int32), np.unique(starts[starts < n_tokens])
 
 
-def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None, hex_p=0.0):
-    """-> dict(ids int64[length], lm float32[length], ans float32[length], spans [(a, b)], task)."""
+def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None, hex_p=0.0, end_weight=1.0):
+    """-> dict(ids int64[length], lm float32[length], ans float32[length] (answer-loss weights: 1 on the answer
+    tokens, end_weight on the closing <|eos|>), spans [(a, b)], task, values, end)."""
     bos, eos = tok.bos_id, tok.eos_id
     ids = np.empty(length, dtype=np.int64)
     lm = np.zeros(length, dtype=np.float32)
@@ -296,6 +297,7 @@ def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None, hex_p
             spans.append((p, p + len(piece)))
         elif piece == [eos]:
             end = p
+            ans[p] = end_weight  # the stop decision, weighted on its own (1: as any answer token)
         p += len(piece)
     assert p == length, (p, length)
     lm[0] = 0  # position 0 is never a target

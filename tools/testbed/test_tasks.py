@@ -74,6 +74,8 @@ def main():
         v = T.hex_id(rng)
         groups = v.split("-")
         assert 2 <= len(groups) <= 6 and all(2 <= len(g) <= 12 and all(c in "0123456789abcdef" for c in g) for g in groups), v
+    s = T.make_sample("single_uuid", 1024, np.random.default_rng(5), tok, corpus, words, end_weight=4.0)
+    assert s["ans"][s["end"]] == 4.0 and s["ids"][s["end"]] == tok.eos_id and (s["ans"] == 4.0).sum() == 1
     a, b = np.random.default_rng(3), np.random.default_rng(3)
     assert [T.uuid_value(a, 0.0) for _ in range(5)] == [T.uuid(b) for _ in range(5)]
     print("test_tasks: OK")
