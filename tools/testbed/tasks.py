@@ -216,9 +216,12 @@ def line_haystack(task, rng, tok, words, n_tokens, avoid, hex_p=0.0):
     return np.array(toks[:n_tokens], dtype=np.int32), np.unique(starts[starts < n_tokens])
 
 
-def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None, hex_p=0.0, end_weight=1.0):
+def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None, hex_p=0.0, end_weight=1.0, tail=0):
     """-> dict(ids int64[length], lm float32[length], ans float32[length] (answer-loss weights: 1 on the answer
-    tokens, end_weight on the closing <|eos|>), spans [(a, b)], task, values, end)."""
+    tokens, end_weight on the closing <|eos|>), spans [(a, b)], task, values, end).
+    tail > 0: the sample takes length - tail tokens and a new document (<|bos|> + language-modelling text)
+    fills the last `tail`, so the answer does not always end at the sequence's last position: with answers
+    always there, runs 7-8 learned to stop at positions tied to the training lengths (e.g. 3988 at 4K)."""
     bos, eos = tok.bos_id, tok.eos_id
     ids = np.empty(length, dtype=np.int64)
     lm = np.zeros(length, dtype=np.float32)
@@ -238,7 +241,7 @@ def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None, hex_p
             ans_pieces.append((tok.encode(sep), False))
         ans_pieces.append((tok.encode(" " + v), True))
     ans_pieces.append(([eos], False))
-    fixed = 1 + len(pre_ids) + sum(map(len, nd_ids)) + len(q_ids) + sum(len(p) for p, _ in ans_pieces)
+    fixed = 1 + len(pre_ids) + sum(map(len, nd_ids)) + len(q_ids) + sum(len(p) for p, _ in ans_pieces) + tail
     h = length - fixed
     if h < 8 * (len(needles) + 1):
         raise ValueError(f"length {length} too short for task {task}")
@@ -299,6 +302,12 @@ def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None, hex_p
             end = p
             ans[p] = end_weight  # the stop decision, weighted on its own (1: as any answer token)
         p += len(piece)
+    if tail > 0:  # the next document: <|bos|> (not a target), then text to model
+        ids[p] = bos
+        toks, _ = corpus.window(rng, tail - 1)
+        ids[p + 1:p + tail] = toks
+        lm[p + 1:p + tail] = 1
+        p += tail
     assert p == length, (p, length)
     lm[0] = 0  # position 0 is never a target
     return {"ids": ids, "lm": lm, "ans": ans, "spans": spans, "task": task, "values": values, "end": end}

@@ -76,6 +76,13 @@ def main():
         assert 2 <= len(groups) <= 6 and all(2 <= len(g) <= 12 and all(c in "0123456789abcdef" for c in g) for g in groups), v
     s = T.make_sample("single_uuid", 1024, np.random.default_rng(5), tok, corpus, words, end_weight=4.0)
     assert s["ans"][s["end"]] == 4.0 and s["ids"][s["end"]] == tok.eos_id and (s["ans"] == 4.0).sum() == 1
+    for task in ("single_uuid", "multivalue", "vt", "multikey_uuids"):  # a tail of another document after the answer
+        s = T.make_sample(task, 2048, np.random.default_rng(11), tok, corpus, words, tail=100)
+        assert len(s["ids"]) == 2048 and s["end"] == 2048 - 101 and s["ids"][s["end"]] == tok.eos_id
+        assert s["ids"][2048 - 100] == tok.bos_id and s["lm"][2048 - 100] == 0 and s["lm"][2048 - 99:].all()
+        assert s["ans"][2048 - 100:].sum() == 0
+        pred = np.concatenate([s["ids"][1:], [0]])
+        assert T.score(s, pred) == 1.0
     a, b = np.random.default_rng(3), np.random.default_rng(3)
     assert [T.uuid_value(a, 0.0) for _ in range(5)] == [T.uuid(b) for _ in range(5)]
     print("test_tasks: OK")

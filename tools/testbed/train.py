@@ -74,12 +74,15 @@ class Batches(torch.utils.data.IterableDataset):
         phase's own "task_mix" if it has one, else the config's), task sizes {task: [lo, hi]} (needles /
         values / queries / hops drawn in [lo, hi]; tasks not named draw tasks.py's defaults), the share
         of uuid values drawn as variable-length hex ids ("uuid_hex_p", phase or config; default 0) and the
-        answer-loss weight of the closing <|eos|> ("end_loss_weight", phase or config; default 1)."""
+        answer-loss weight of the closing <|eos|> ("end_loss_weight", phase or config; default 1), and the
+        largest tail of another document after a sample ("end_jitter", phase or config; default 0: a
+        sample's tail is drawn in [0, min(end_jitter, L // 8)])."""
         phases = self.tc["curriculum"]
         ph = next((ph for ph in phases if p < ph["until"]), phases[-1])
         return (ph["lengths"], ph.get("task_mix", self.tc["task_mix"]), ph.get("task_n", {}),
                 ph.get("uuid_hex_p", self.tc.get("uuid_hex_p", 0.0)),
-                ph.get("end_loss_weight", self.tc.get("end_loss_weight", 1.0)))
+                ph.get("end_loss_weight", self.tc.get("end_loss_weight", 1.0)),
+                ph.get("end_jitter", self.tc.get("end_jitter", 0)))
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -88,7 +91,7 @@ class Batches(torch.utils.data.IterableDataset):
         srcs = list(self.tc["source_mix"])
         sp = np.array([self.tc["source_mix"][s] for s in srcs], dtype=np.float64)
         while True:
-            lens, mix, sizes, hex_p, end_w = self.phase_at(self.progress.value)
+            lens, mix, sizes, hex_p, end_w, jitter = self.phase_at(self.progress.value)
             tasks = list(mix)
             tp = np.array([mix[t] for t in tasks], dtype=np.float64)
             ls = [int(x) for x in lens]
@@ -101,7 +104,9 @@ class Batches(torch.utils.data.IterableDataset):
                 corpus = self.flat[src] if src in self.flat and task != "lm" and rng.random() < 0.5 else self.corpora[src]
                 n = int(rng.integers(sizes[task][0], sizes[task][1] + 1)) if task in sizes else None
                 try:
-                    s = T.make_sample(task, L, rng, self.tok, corpus, self.words, n=n, hex_p=hex_p, end_weight=end_w)
+                    tail = int(rng.integers(0, min(jitter, L // 8) + 1)) if jitter > 0 and task != "lm" else 0
+                    s = T.make_sample(task, L, rng, self.tok, corpus, self.words, n=n, hex_p=hex_p, end_weight=end_w,
+                                      tail=tail)
                 except ValueError:  # too many needles for a short sequence
                     s = T.make_sample("single_number", L, rng, self.tok, corpus, self.words)
                 ss.append(s)
