@@ -123,16 +123,15 @@ RunStats run_plan(const EvalPlan& plan, const EvalEnv& env, ResultsFile& results
       const int64_t base = done;
       const Generated g = generate_greedy(model, *cache, s.tokens, s.max_new_tokens, env.stop_ids,
                                           [&](int64_t d) { report(base + d); });
-      if (const auto* shadow = dynamic_cast<const ShadowKvCache*>(cache.get());
-          shadow && stats.notice.empty() && !shadow->notice().empty())
-        stats.notice = shadow->notice();
-      if (const auto* shadow = dynamic_cast<const ShadowKvCache*>(cache.get()); shadow && options.report) {
-        const RunStats::ReportKey key{u.task, u.context};
-        std::vector<LayerReport>& acc = stats.reports[key];
-        const std::vector<LayerReport> layers = shadow->report();
-        if (acc.empty()) acc.resize(layers.size());
-        for (size_t l = 0; l < layers.size() && l < acc.size(); ++l) acc[l].merge(layers[l]);
-        ++stats.reported_runs[key];
+      if (const auto* shadow = dynamic_cast<const ShadowKvCache*>(cache.get())) {
+        if (stats.notice.empty() && !shadow->notice().empty()) stats.notice = shadow->notice();
+        if (options.report) {
+          RunStats::TaskReport& acc = stats.reports[{u.task, u.context}];
+          const std::vector<LayerReport> layers = shadow->report();
+          if (acc.layers.empty()) acc.layers.resize(layers.size());
+          for (size_t l = 0; l < layers.size() && l < acc.layers.size(); ++l) acc.layers[l].merge(layers[l]);
+          ++acc.runs;
+        }
       }
       ResultRecord r;
       r.task = u.task;

@@ -55,8 +55,11 @@ struct RunStats {
     int64_t context = 0;
     auto operator<=>(const ReportKey&) const = default;
   };
-  std::map<ReportKey, std::vector<LayerReport>> reports;
-  std::map<ReportKey, int64_t> reported_runs;
+  struct TaskReport {
+    std::vector<LayerReport> layers;  // merged over the runs
+    int64_t runs = 0;
+  };
+  std::map<ReportKey, TaskReport> reports;
 };
 
 // (tokens done, tokens total): prompt and generation tokens of the runs still to make.

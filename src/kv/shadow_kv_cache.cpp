@@ -21,6 +21,25 @@ TensorView f32_view(std::vector<float>& v, Shape shape) {
   return TensorView(v.data(), DType::kF32, shape);
 }
 
+// Exact softmax weights (float64) of one query head over the p.size() cached keys of KV head g:
+// k [n_tokens, n_kv_heads, head_dim] token-major, qh [head_dim]; p[t] sums to 1. Report mode and the oracle
+// selection measure against these.
+void exact_weights(const std::vector<float>& k, int64_t n_kv_heads, int64_t g, int64_t head_dim, const float* qh,
+                   std::vector<double>& p) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  double max_logit = -1e300;
+  for (size_t t = 0; t < p.size(); ++t) {
+    const float* kt = k.data() + (static_cast<int64_t>(t) * n_kv_heads + g) * head_dim;
+    double dot = 0.0;
+    for (int64_t d = 0; d < head_dim; ++d) dot += static_cast<double>(qh[d]) * kt[d];
+    p[t] = dot * scale;
+    max_logit = std::max(max_logit, dot * scale);
+  }
+  double denom = 0.0;
+  for (double& x : p) denom += (x = std::exp(x - max_logit));
+  for (double& x : p) x /= denom;
+}
+
 }  // namespace
 
 ShadowKvCache::ShadowKvCache(int64_t n_layers, int64_t n_q_heads, int64_t n_kv_heads, int64_t head_dim,
@@ -358,27 +377,17 @@ void ShadowKvCache::decode_one(Sequence& s, Layer& l, const float* q, const floa
 
 void ShadowKvCache::oracle_scores(const Sequence& s, const Layer& l, const float* q) {
   const Layout& lay = s.layout;
-  const int64_t H = n_kv_heads_, hd = head_dim_, c = params_.chunk_size, n = l.n_tokens, group = n_q_heads_ / H;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  std::vector<double> p(static_cast<size_t>(n));
+  const int64_t H = n_kv_heads_, hd = head_dim_, c = params_.chunk_size, group = n_q_heads_ / H;
+  std::vector<double> p(static_cast<size_t>(l.n_tokens));
   for (int64_t g = 0; g < H; ++g) {
     float* sc = scores_.data() + g * lay.n_chunks;
     std::fill_n(sc, lay.n_chunks, 0.0f);
     for (int64_t hq = g * group; hq < (g + 1) * group; ++hq) {
-      double max_logit = -1e300;
-      for (int64_t t = 0; t < n; ++t) {
-        const float* kt = l.k.data() + (t * H + g) * hd;
-        double dot = 0.0;
-        for (int64_t d = 0; d < hd; ++d) dot += static_cast<double>(q[hq * hd + d]) * kt[d];
-        p[static_cast<size_t>(t)] = dot * scale;
-        max_logit = std::max(max_logit, dot * scale);
-      }
-      double denom = 0.0;
-      for (double& x : p) denom += (x = std::exp(x - max_logit));
+      exact_weights(l.k, H, g, hd, q + hq * hd, p);
       for (int64_t ch = 0; ch < lay.n_chunks; ++ch) {
         double m = 0.0;
         for (int64_t i = 0; i < c; ++i) m += p[static_cast<size_t>(ch * c + i)];
-        sc[ch] = std::max(sc[ch], static_cast<float>(m / denom));
+        sc[ch] = std::max(sc[ch], static_cast<float>(m));
       }
     }
     for (int64_t ch = 0; ch < lay.n_chunks; ++ch)
@@ -391,7 +400,6 @@ void ShadowKvCache::measure(const Sequence& s, const Layer& l, const float* q, c
   const Layout& lay = s.layout;
   const int64_t H = n_kv_heads_, hd = head_dim_, c = params_.chunk_size, n = l.n_tokens;
   const int64_t group = n_q_heads_ / H;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   std::vector<uint8_t> attended(static_cast<size_t>(n));
   std::vector<double> p(static_cast<size_t>(n)), sorted(static_cast<size_t>(n)), exact(static_cast<size_t>(hd));
   std::vector<double> chunk_mass;  // [candidate chunks] of one query head
@@ -409,21 +417,11 @@ void ShadowKvCache::measure(const Sequence& s, const Layer& l, const float* q, c
     }
     const int64_t m = std::count(attended.begin(), attended.end(), uint8_t{1});
     for (int64_t hq = g * group; hq < (g + 1) * group; ++hq) {
-      const float* qh = q + hq * hd;
-      double max_logit = -1e300;
-      for (int64_t t = 0; t < n; ++t) {
-        const float* kt = l.k.data() + (t * H + g) * hd;
-        double dot = 0.0;
-        for (int64_t d = 0; d < hd; ++d) dot += static_cast<double>(qh[d]) * kt[d];
-        p[static_cast<size_t>(t)] = dot * scale;
-        max_logit = std::max(max_logit, dot * scale);
-      }
-      double denom = 0.0;
-      for (double& x : p) denom += (x = std::exp(x - max_logit));
+      exact_weights(l.k, H, g, hd, q + hq * hd, p);
       std::fill(exact.begin(), exact.end(), 0.0);
       double head_mass = 0.0;
       for (int64_t t = 0; t < n; ++t) {
-        const double pt = p[static_cast<size_t>(t)] / denom;
+        const double pt = p[static_cast<size_t>(t)];
         sorted[static_cast<size_t>(t)] = pt;
         if (attended[static_cast<size_t>(t)]) head_mass += pt;
         const float* vt = l.v.data() + (t * H + g) * hd;

@@ -154,6 +154,23 @@ class EvalCliTest(unittest.TestCase):
         self.assertEqual(set(summary["average"]), {"full", "shadowkv"})
         self.assertEqual(summary["unavailable_tasks"], ["qa_1", "qa_2"])
 
+    def test_report_sums_the_shadowkv_diagnostics_per_task(self):
+        out, _ = self.ok(*self.base_args(samples=1), "--report", "--json")
+        reports = json.loads(out)["report"]
+        self.assertEqual({(r["task"], r["context"]) for r in reports}, {("niah_single_1", 256), ("vt", 256)})
+        for r in reports:
+            self.assertEqual(r["runs"], 1)
+            self.assertEqual(len(r["layers"]), 6)  # stories15M has 6 layers
+            for layer in r["layers"]:
+                self.assertGreater(layer["steps"], 0)
+                self.assertLessEqual(layer["attended_mass"], layer["chunk_oracle_mass"] + 1e-9)
+                self.assertLessEqual(layer["chunk_oracle_mass"], layer["best_mass"] + 1e-9)
+        # Resumed runs are not measured again; the table form says so.
+        out, _ = self.ok(*self.base_args(samples=1), "--report")
+        self.assertIn("report: no ShadowKV run was made now", out)
+        self.error(["--model", model_dir(), "--tasks", "vt", "--context", "256", "--attention", "full", "--report"],
+                   "--report", "shadowkv")
+
     def test_out_file(self):
         _, err = self.ok("--model", model_dir(), "--tasks", "vt", "--context", "256", "--samples", "1",
                          "--attention", "full", "--out", "other.jsonl")

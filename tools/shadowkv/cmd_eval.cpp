@@ -345,9 +345,9 @@ void run_eval(const EvalFlags& f) {
     if (!stats.notice.empty()) j["notice"] = stats.notice;
     if (f.report) {
       j["report"] = json::array();
-      for (const auto& [key, layers] : stats.reports)
-        j["report"].push_back({{"task", key.task}, {"context", key.context}, {"runs", stats.reported_runs.at(key)},
-                               {"layers", report_json(layers)}});
+      for (const auto& [key, rep] : stats.reports)
+        j["report"].push_back({{"task", key.task}, {"context", key.context}, {"runs", rep.runs},
+                               {"layers", report_json(rep.layers)}});
     }
     std::printf("%s\n", j.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
     return;
@@ -363,11 +363,11 @@ void run_eval(const EvalFlags& f) {
   if (f.report) {
     if (stats.reports.empty())
       std::printf("report: no ShadowKV run was made now (runs resumed from %s are not measured)\n", f.out.c_str());
-    for (const auto& [key, layers] : stats.reports)
+    for (const auto& [key, rep] : stats.reports)
       print_report(stdout,
                    "ShadowKV report: " + key.task + " at " + ev::format_context_length(key.context) + " (" +
-                       std::to_string(stats.reported_runs.at(key)) + " run(s) made now)",
-                   layers);
+                       std::to_string(rep.runs) + " run(s) made now)",
+                   rep.layers);
   }
   std::printf("results: %s\n", f.out.c_str());
 }
