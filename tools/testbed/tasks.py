@@ -292,16 +292,14 @@ def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None, hex_p
     lm[p:p + len(q_ids)] = 1
     p += len(q_ids)
     spans = []
-    end = None  # where the closing <|eos|> sits
     for piece, is_value in ans_pieces:
         ids[p:p + len(piece)] = piece
         ans[p:p + len(piece)] = 1
         if is_value:
             spans.append((p, p + len(piece)))
-        elif piece == [eos]:
-            end = p
-            ans[p] = end_weight  # the stop decision, weighted on its own (1: as any answer token)
         p += len(piece)
+    end = p - 1  # the closing <|eos|>, the last answer piece
+    ans[end] = end_weight  # the stop decision, weighted on its own (1: as any answer token)
     if tail > 0:  # the next document: <|bos|> (not a target), then text to model
         ids[p] = bos
         toks, _ = corpus.window(rng, tail - 1)
