@@ -15,26 +15,15 @@
 #include <cmath>
 #include <utility>
 
+#include "ops/cuda/attention_prefill_params.cuh"
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/cuda_ops.h"
 
 namespace skv::cuda {
 namespace {
 
-constexpr int kBlockM = 128;
+constexpr int kBlockM = kPrefillBlockM;
 constexpr int kBlockN = 64;
-
-struct PrefillParams {
-  const void* q;
-  const __nv_bfloat16* k;
-  const __nv_bfloat16* v;
-  float* out;
-  int n_q, kv_len, q_start;
-  int n_q_heads, n_kv_heads, group;
-  int hpc, tpc, head_units;  // heads per CTA, tokens per CTA, CTAs per KV head (ceil(group / hpc))
-  int n_q_tiles;
-  float scale_log2;
-};
 
 template <int D, int kMTiles>
 constexpr int prefill_threads() { return kBlockM / (16 * kMTiles) * 32; }
@@ -310,6 +299,8 @@ void attention_prefill_with_variant(const AttentionPrefillArgs& a, int variant) 
   SKV_ASSERT_MSG(blocks <= INT32_MAX, "attention_prefill: grid too large");
   const bool qf32 = a.q.dtype == DType::kF32;
   const auto nb = static_cast<unsigned>(blocks);
+  if (variant == 4 || variant == 5)
+    return launch_prefill_wgmma(p, static_cast<int>(head_dim), qf32, variant == 5, nb, ctx.stream);
   if (head_dim == 64) {
     if (qf32) launch_prefill_variant<64, true>(p, nb, variant, ctx.stream);
     else launch_prefill_variant<64, false>(p, nb, variant, ctx.stream);
@@ -320,14 +311,14 @@ void attention_prefill_with_variant(const AttentionPrefillArgs& a, int variant) 
   }
 }
 
-// head_dim 128: variant 2, 4 warps x 32 rows (255 registers, 68 bytes spilled): on an H200 it ran a causal 32K
-// prefill at 41% of dense bf16 against 33% for variant 1 (bench/results/2026-11-26-h200-ops.md). head_dim 64:
-// variant 3, 8 warps x 16 rows capped at 128 registers (no spills), 2 CTAs/SM. bench_attention_prefill times
-// every variant; test_ops_cuda checks every variant against the CPU and float64.
-// Anything else (f32 K/V, other head_dims): the generic kernel.
+// head_dim 128: variant 5, the wgmma kernel with softmax/MMA overlap (attention_prefill_wgmma.cu). Before it, variant 2 (4 warps x 32
+// rows, 255 registers, 68 bytes spilled) ran a causal 32K prefill at 41% of dense bf16 on an H200 against 33% for
+// variant 1 (bench/results/2026-11-26-h200-ops.md). head_dim 64: variant 3, 8 warps x 16 rows capped at 128
+// registers (no spills), 2 CTAs/SM. bench_attention_prefill times every variant; test_ops_cuda checks every
+// variant against the CPU and float64. Anything else (f32 K/V, other head_dims): the generic kernel.
 void attention_prefill(const AttentionPrefillArgs& a) {
   if (!tensor_core_attention(a.k.dtype, a.q.dim(2))) return attention_prefill_generic(a);
-  attention_prefill_with_variant(a, a.q.dim(2) == 64 ? 3 : 2);
+  attention_prefill_with_variant(a, a.q.dim(2) == 64 ? 3 : 5);
 }
 
 }  // namespace skv::cuda
