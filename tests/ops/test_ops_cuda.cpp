@@ -286,7 +286,7 @@ TEST(OpsCuda, AttentionPrefillMatchesCpuAndFloat64) {
       attention_prefill({.q = q_cpu.view(), .k = k.view(), .v = v.view(), .out = want.view(), .q_start = c.q_start});
       DeviceBuffer dq = to_device(q, q_dtype), dk = to_device(k, DType::kBF16), dv = to_device(v, DType::kBF16);
       DeviceBuffer dout(DType::kF32, {c.n_q, c.n_q_heads, c.head_dim});
-      for (int variant : {0, 1, 2, 3, 4, 5}) {  // 0: through the dispatcher (the default variant)
+      for (int variant : {0, 1, 2, 3, 4, 5, 6}) {  // 0: through the dispatcher (the default variant)
         poison_nan(dout.view());
         AttentionPrefillArgs args{.q = dq.view(), .k = dk.view(), .v = dv.view(), .out = dout.view(), .q_start = c.q_start};
         if (variant == 0) attention_prefill(args);

@@ -299,8 +299,8 @@ void attention_prefill_with_variant(const AttentionPrefillArgs& a, int variant) 
   SKV_ASSERT_MSG(blocks <= INT32_MAX, "attention_prefill: grid too large");
   const bool qf32 = a.q.dtype == DType::kF32;
   const auto nb = static_cast<unsigned>(blocks);
-  if (variant == 4 || variant == 5)
-    return launch_prefill_wgmma(p, static_cast<int>(head_dim), qf32, variant == 5, nb, ctx.stream);
+  if (variant >= 4 && variant <= 6)
+    return launch_prefill_wgmma(p, static_cast<int>(head_dim), qf32, variant, nb, ctx.stream);
   if (head_dim == 64) {
     if (qf32) launch_prefill_variant<64, true>(p, nb, variant, ctx.stream);
     else launch_prefill_variant<64, false>(p, nb, variant, ctx.stream);
@@ -311,14 +311,14 @@ void attention_prefill_with_variant(const AttentionPrefillArgs& a, int variant) 
   }
 }
 
-// head_dim 128: variant 5, the wgmma kernel with softmax/MMA overlap (attention_prefill_wgmma.cu). Before it, variant 2 (4 warps x 32
-// rows, 255 registers, 68 bytes spilled) ran a causal 32K prefill at 41% of dense bf16 on an H200 against 33% for
-// variant 1 (bench/results/2026-11-26-h200-ops.md). head_dim 64: variant 3, 8 warps x 16 rows capped at 128
+// head_dim 128: variant 6, the warp-specialized wgmma kernel (attention_prefill_wgmma.cu): on an H200 a causal
+// 32K prefill at 77-79% of dense bf16, against 41% for variant 2, the mma.sync kernel before it
+// (bench/results/2026-11-26-h200-prefill-wgmma.md). head_dim 64: variant 3, 8 warps x 16 rows capped at 128
 // registers (no spills), 2 CTAs/SM. bench_attention_prefill times every variant; test_ops_cuda checks every
 // variant against the CPU and float64. Anything else (f32 K/V, other head_dims): the generic kernel.
 void attention_prefill(const AttentionPrefillArgs& a) {
   if (!tensor_core_attention(a.k.dtype, a.q.dim(2))) return attention_prefill_generic(a);
-  attention_prefill_with_variant(a, a.q.dim(2) == 64 ? 3 : 5);
+  attention_prefill_with_variant(a, a.q.dim(2) == 64 ? 3 : 6);
 }
 
 }  // namespace skv::cuda

@@ -22,9 +22,9 @@ struct PrefillParams {
   float scale_log2;
 };
 
-// The wgmma kernels (head_dim 64 or 128, sm_90a; attention_prefill_wgmma.cu), `blocks` CTAs in the order of the
-// mma.sync kernels' grid; overlap: variant 5 (three stages, softmax overlapping the previous tile's P V), else 4.
-void launch_prefill_wgmma(const PrefillParams& p, int head_dim, bool q_f32, bool overlap, unsigned blocks,
+// The wgmma kernels (head_dim 64 or 128, sm_90a; attention_prefill_wgmma.cu), variant 4, 5 or 6, `blocks` CTAs
+// in the order of the mma.sync kernels' grid.
+void launch_prefill_wgmma(const PrefillParams& p, int head_dim, bool q_f32, int variant, unsigned blocks,
                           cudaStream_t stream);
 
 }  // namespace skv::cuda

@@ -1,4 +1,4 @@
-// attention_prefill, variants 4 and 5: the causal FlashAttention-2 scheme on Hopper's warpgroup MMA (wgmma, sm_90a).
+// attention_prefill, variants 4-6: the causal FlashAttention-2 scheme on Hopper's warpgroup MMA (wgmma, sm_90a).
 //
 // Same CTA work as the mma.sync variants (attention_prefill.cu): kPrefillBlockM = 128 query rows of one KV head,
 // the rows (token, query head) pairs of the heads sharing it, so one K/V tile in shared memory serves the whole
@@ -8,17 +8,18 @@
 //   masks the causal diagonal, updates the online softmax in f32 (exp2, scale folded in), rescales O;
 //   O[64 x D] += P V      wgmma m64nDk16, P from registers (bf16, S's accumulator fragment repacked in place),
 //                          V from shared memory N-major (no transpose copy), kBlockN / 16 steps.
-// Tensor-core work is issued asynchronously and waited per batch. K/V tiles go by cp.async (zero-filled past
-// kv_len) into the 128-byte swizzled layout wgmma reads (wgmma.cuh); Q is converted to bf16 on load. CTAs are
-// issued heaviest first. Two kernels (the variants bench_attention_prefill times):
-//   variant 4: 2 K/V stages, S -> softmax -> P V in sequence per warpgroup (the other warpgroup's wgmma overlaps
-//              this one's softmax); 160 KB of shared memory at D = 128;
-//   variant 5: 3 stages, and a warpgroup's softmax of tile j overlaps its own P V of tile j - 1; 225 KB.
-// Both run 1 CTA per SM.
+// Tensor-core work is issued asynchronously and waited per batch. K/V tiles land in the 128-byte swizzled layout
+// wgmma reads (wgmma.cuh), zero-filled past kv_len; Q is converted to bf16 on load. CTAs are issued heaviest
+// first. Three kernels (the variants bench_attention_prefill times), 1 CTA per SM:
+//   variant 4: K/V by cp.async from every thread, 2 stages, S -> softmax -> P V in sequence per warpgroup (the
+//              other warpgroup's wgmma overlaps this one's softmax); 160 KB of shared memory at D = 128;
+//   variant 5: 3 stages, and a warpgroup's softmax of tile j overlaps its own P V of tile j - 1; 225 KB;
+//   variant 6: variant 5's math fed by a TMA producer warpgroup through mbarriers (the default at D = 128).
 #include <cstdint>
 
 #include "ops/cuda/attention_prefill_params.cuh"
 #include "ops/cuda/common.cuh"
+#include "ops/cuda/tma.cuh"
 #include "ops/cuda/wgmma.cuh"
 
 namespace skv::cuda {
@@ -368,8 +369,128 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_overlap_kernel(cons
 #endif
 }
 
+// Variant 6: variant 5's schedule, warp-specialized. A third warpgroup is the producer: one of its threads issues
+// the K and V tiles as TMA boxes (64 columns x 128 keys, the swizzled layout directly; zeros past kv_len) into
+// a ring of 3 stages, each with a "full" transaction barrier (the consumers wait on it) and an "empty" barrier
+// (each consumer warp arrives once the wgmma reading the stage is done; the producer waits on it before
+// reusing it). No CTA-wide barrier in the loop: the two consumer warpgroups drift apart, one's softmax
+// overlapping the other's wgmma, and no consumer thread spends issue slots on copies. The launch budget is
+// 168 registers a thread (384 threads); the producer gives back to 24 and the consumers take 240.
+constexpr int kTmaThreads = kThreads + 128;
+constexpr int kTmaStages = 3;
+
 template <int D, bool kQF32>
-void launch(const PrefillParams& p, bool overlap, unsigned blocks, cudaStream_t stream) {
+__global__ void __launch_bounds__(kTmaThreads, 1)
+    prefill_wgmma_tma_kernel(const PrefillParams p, const __grid_constant__ CUtensorMap k_map,
+                             const __grid_constant__ CUtensorMap v_map) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(D == 64 || D == 128, "head_dim 64 or 128");
+  constexpr uint32_t kTile = kv_tile_bytes<D>();
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const uint32_t raw = smem_addr(smem_raw);
+  const uint32_t pad = (1024u - (raw & 1023u)) & 1023u;
+  unsigned char* gQ = smem_raw + pad;                         // [D / 64 atoms][128 rows][128 B]
+  unsigned char* gK = gQ + q_tile_bytes<D>();                 // [3 stages][D / 64 atoms][128 keys][128 B]
+  unsigned char* gV = gK + kTmaStages * kTile;                // [3 stages][D / 64 atoms][128 keys][128 B]
+  auto* full = reinterpret_cast<uint64_t*>(gV + kTmaStages * kTile);  // [3]: the stage's bytes landed
+  uint64_t* empty = full + kTmaStages;                                 // [3]: the 8 consumer warps are done with it
+  const uint32_t sQ = raw + pad, sK = sQ + q_tile_bytes<D>(), sV = sK + kTmaStages * kTile;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const CtaRows cta(p);
+  const int n = cta.n_tiles;
+  if (threadIdx.x == 0) {
+    for (int st = 0; st < kTmaStages; ++st) {
+      mbarrier_init(&full[st], 1);
+      mbarrier_init(&empty[st], kThreads / 32);
+    }
+    mbarrier_init_fence();
+  }
+  __syncthreads();
+
+  if (warp >= kThreads / 32) {  // the producer warpgroup
+    warpgroup_registers_decrease<24>();
+    if (warp == kThreads / 32 && lane == 0) {
+      for (int t = 0; t < n; ++t) {
+        const int st = t % kTmaStages;
+        if (t >= kTmaStages) mbarrier_wait(&empty[st], static_cast<uint32_t>(t / kTmaStages - 1) & 1u);
+        mbarrier_arrive_expect_tx(&full[st], 2 * kTile);
+#pragma unroll
+        for (int atom = 0; atom < D / 64; ++atom) {
+          const int x = cta.kvh * D + atom * 64;
+          tma_load_2d(gK + st * kTile + atom * (kBlockN * 128), &k_map, x, t * kBlockN, &full[st]);
+          tma_load_2d(gV + st * kTile + atom * (kBlockN * 128), &v_map, x, t * kBlockN, &full[st]);
+        }
+      }
+    }
+    return;
+  }
+
+  warpgroup_registers_increase<240>();
+  const int wg = warp >> 2;
+  load_q_tile<D, kQF32>(p, cta, gQ);
+  fence_proxy_async_shared();
+  named_barrier_sync<1, kThreads>();  // the consumers' Q stores, before any wgmma reads Q
+  int pos[2];
+  row_positions(p, cta, pos);
+  float o[D / 8][4];  // O[64 x D] accumulator fragment of the warpgroup
+#pragma unroll
+  for (int dt = 0; dt < D / 8; ++dt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[dt][e] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  uint32_t a_prev[kBlockN / 16][4];  // P_{j-1}, read by the wgmma in flight during tile j
+
+  for (int j = 0; j < n; ++j) {
+    const int st = j % kTmaStages, prev = (j + kTmaStages - 1) % kTmaStages;
+    mbarrier_wait(&full[st], static_cast<uint32_t>(j / kTmaStages) & 1u);
+    float s[kBlockN / 8][4];
+    wgmma_fence();
+    issue_qk<D>(s, sQ, sK + st * kTile, wg);
+    wgmma_commit();
+    if (j > 0) {
+      issue_pv<D>(o, a_prev, sV + prev * kTile);  // V_{j-1}
+      wgmma_commit();
+      wgmma_wait<1>();  // S_j (groups complete in order)
+    } else {
+      wgmma_wait<0>();
+    }
+    wgmma_fence_registers(s);
+    float alpha[2];
+    softmax_step(s, m, l, alpha, pos, j, cta.min_pos, p.scale_log2);
+    wgmma_wait<0>();  // P_{j-1} V_{j-1}
+    wgmma_fence_registers(o);
+    wgmma_fence_registers(a_prev);
+    if (j > 0 && lane == 0) mbarrier_arrive(&empty[prev]);  // tile j - 1's K and V are read
+    rescale<D>(o, alpha);
+    pack_p(s, a_prev);  // only now: the wgmma in flight above read these registers
+  }
+  if (n > 0) {
+    wgmma_fence();
+    issue_pv<D>(o, a_prev, sV + ((n - 1) % kTmaStages) * kTile);  // V_{n-1}
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_registers(o);
+  }
+  store_rows<D>(p, cta, o, l);
+#else
+  if (threadIdx.x == 0 && blockIdx.x == 0) __trap();
+#endif
+}
+
+template <int D, bool kQF32>
+void launch(const PrefillParams& p, int variant, unsigned blocks, cudaStream_t stream) {
+  if (variant == 6) {
+    constexpr size_t smem = q_tile_bytes<D>() + 2 * kTmaStages * kv_tile_bytes<D>() + 2 * kTmaStages * 8 + 1024;
+    const int64_t row = static_cast<int64_t>(p.n_kv_heads) * D;
+    const CUtensorMap k_map = make_bf16_tensor_map_sw128(p.k, p.kv_len, row, row, kBlockN, 64);
+    const CUtensorMap v_map = make_bf16_tensor_map_sw128(p.v, p.kv_len, row, row, kBlockN, 64);
+    auto kernel = prefill_wgmma_tma_kernel<D, kQF32>;
+    SKV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    kernel<<<blocks, kTmaThreads, smem, stream>>>(p, k_map, v_map);
+    SKV_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  const bool overlap = variant == 5;
   const size_t smem = overlap ? wgmma_smem_bytes<D, 3>() : wgmma_smem_bytes<D, 2>();
   auto kernel = overlap ? prefill_wgmma_overlap_kernel<D, kQF32> : prefill_wgmma_kernel<D, kQF32>;
   SKV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
@@ -379,15 +500,16 @@ void launch(const PrefillParams& p, bool overlap, unsigned blocks, cudaStream_t 
 
 }  // namespace
 
-void launch_prefill_wgmma(const PrefillParams& p, int head_dim, bool q_f32, bool overlap, unsigned blocks,
+void launch_prefill_wgmma(const PrefillParams& p, int head_dim, bool q_f32, int variant, unsigned blocks,
                           cudaStream_t stream) {
+  SKV_ASSERT(variant >= 4 && variant <= 6);
   if (head_dim == 64) {
-    if (q_f32) launch<64, true>(p, overlap, blocks, stream);
-    else launch<64, false>(p, overlap, blocks, stream);
+    if (q_f32) launch<64, true>(p, variant, blocks, stream);
+    else launch<64, false>(p, variant, blocks, stream);
   } else {
     SKV_ASSERT(head_dim == 128);
-    if (q_f32) launch<128, true>(p, overlap, blocks, stream);
-    else launch<128, false>(p, overlap, blocks, stream);
+    if (q_f32) launch<128, true>(p, variant, blocks, stream);
+    else launch<128, false>(p, variant, blocks, stream);
   }
 }
 

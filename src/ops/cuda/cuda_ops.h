@@ -36,7 +36,8 @@ int& gemv_shape_override();
 // attention_prefill with an explicit kernel variant, for the benchmark and the tests: mma.sync kernels 1 = 8
 // warps x 16 query rows, 2 = 4 warps x 32 query rows, 3 = as 1 with registers capped for 2 CTAs per SM (the
 // default at head_dim 64); wgmma kernels (sm_90a), 2 warpgroups x 64 rows: 4 = two stages, 5 = three stages
-// with the softmax of one K/V tile overlapping the previous tile's P V (the default at head_dim 128).
+// with the softmax of one K/V tile overlapping the previous tile's P V, 6 = 5 fed by a TMA producer warpgroup
+// (the default at head_dim 128).
 void attention_prefill_with_variant(const AttentionPrefillArgs& args, int variant);
 
 // The attention kernels: the tensor-core ones (attention_prefill.cu, attention_decode.cu) take bf16 K/V at

@@ -65,6 +65,13 @@ __device__ __forceinline__ void wgmma_fence_registers(uint32_t (&a)[R][4]) {
     for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(a[i][e])::"memory");
 }
 
+// Warp-specialized kernels: a warpgroup gives registers back (producer) or takes them (consumers), so that a
+// kernel launched with a uniform per-thread budget can give its math warpgroups more.
+template <int kRegs>
+__device__ __forceinline__ void warpgroup_registers_decrease() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs)); }
+template <int kRegs>
+__device__ __forceinline__ void warpgroup_registers_increase() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs)); }
+
 // Orders this thread's ordinary shared-memory writes (st.shared, cp.async) before later async-proxy reads
 // (wgmma operands); a barrier after it extends that to the other threads' wgmma.
 __device__ __forceinline__ void fence_proxy_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
