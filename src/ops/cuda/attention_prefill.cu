@@ -13,6 +13,7 @@
 // (attention_generic.cu).
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <utility>
 
 #include "ops/cuda/attention_prefill_params.cuh"
@@ -43,41 +44,14 @@ __global__ void __launch_bounds__(prefill_threads<D, kMTiles>(), kMinBlocks) pre
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, tig = lane & 3;
-  const int units = p.n_kv_heads * p.head_units;
-  const int tile = p.n_q_tiles - 1 - static_cast<int>(blockIdx.x / units);  // heaviest first
-  const int unit = static_cast<int>(blockIdx.x % units);
-  const int kvh = unit / p.head_units, hunit = unit % p.head_units;
-  const int t0 = tile * p.tpc;  // first token of the CTA
-  const int t_end = min(t0 + p.tpc, p.n_q);
-
-  // Row r of the CTA -> (token, query head); valid rows are stored, the others are computed and dropped.
-  auto row_token = [&](int r) { return t0 + r / p.hpc; };
-  auto row_head_in_group = [&](int r) { return hunit * p.hpc + r % p.hpc; };
-  auto row_valid = [&](int r) {
-    return r / p.hpc < p.tpc && row_token(r) < p.n_q && row_head_in_group(r) < p.group;
-  };
+  const PrefillCta cta(p);
+  const int kvh = cta.kvh, min_pos = cta.min_pos, n_tiles = cta.tiles(kBlockN);
 
   // ---- Q tile -> smem (bf16)
   for (int i = tid; i < kBlockM * kChunks; i += kThreads) {
     const int r = i / kChunks, c = i % kChunks;
-    uint4 packed = make_uint4(0, 0, 0, 0);
-    if (row_valid(r)) {
-      const int64_t off = (static_cast<int64_t>(row_token(r)) * p.n_q_heads + kvh * p.group + row_head_in_group(r)) * D + c * 8;
-      if constexpr (kQF32) {
-        const float4 a = *reinterpret_cast<const float4*>(static_cast<const float*>(p.q) + off);
-        const float4 b = *reinterpret_cast<const float4*>(static_cast<const float*>(p.q) + off + 4);
-        packed = make_uint4(pack_bf16x2(a.x, a.y), pack_bf16x2(a.z, a.w), pack_bf16x2(b.x, b.y), pack_bf16x2(b.z, b.w));
-      } else {
-        packed = *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(p.q) + off);
-      }
-    }
-    *reinterpret_cast<uint4*>(sQ + r * kStride + c * 8) = packed;
+    *reinterpret_cast<uint4*>(sQ + r * kStride + c * 8) = cta.q_chunk<D, kQF32>(p, r, c);
   }
-
-  const int max_pos = p.q_start + t_end - 1;  // the last valid row's position
-  const int min_pos = p.q_start + t0;
-  const int n_keys = min(max_pos + 1, p.kv_len);
-  const int n_tiles = (n_keys + kBlockN - 1) / kBlockN;
   const int64_t kv_row_stride = static_cast<int64_t>(p.n_kv_heads) * D;
 
   auto load_kv = [&](int j, int stage) {
@@ -98,10 +72,7 @@ __global__ void __launch_bounds__(prefill_threads<D, kMTiles>(), kMinBlocks) pre
 #pragma unroll
   for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int r = (warp * kMTiles + mt) * 16 + g + 8 * h;
-      pos[mt][h] = r / p.hpc < p.tpc ? p.q_start + row_token(r) : min_pos;
-    }
+    for (int h = 0; h < 2; ++h) pos[mt][h] = cta.position(p, (warp * kMTiles + mt) * 16 + g + 8 * h);
 
   float o[kMTiles][D / 8][4];
   float m[kMTiles][2], l[kMTiles][2];
@@ -236,8 +207,8 @@ __global__ void __launch_bounds__(prefill_threads<D, kMTiles>(), kMinBlocks) pre
       sum += __shfl_xor_sync(0xffffffffu, sum, 2);
       const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
       const int r = (warp * kMTiles + mt) * 16 + g + 8 * h;
-      if (!row_valid(r)) continue;
-      float* dst = p.out + (static_cast<int64_t>(row_token(r)) * p.n_q_heads + kvh * p.group + row_head_in_group(r)) * D;
+      if (!cta.valid(p, r)) continue;
+      float* dst = p.out + cta.offset<D>(p, r);
 #pragma unroll
       for (int dt = 0; dt < D / 8; ++dt)
         *reinterpret_cast<float2*>(dst + dt * 8 + tig * 2) = make_float2(o[mt][dt][2 * h] * inv, o[mt][dt][2 * h + 1] * inv);
@@ -268,6 +239,9 @@ void launch_prefill_variant(const PrefillParams& p, unsigned blocks, int variant
 }  // namespace
 
 void attention_prefill_with_variant(const AttentionPrefillArgs& a, int variant) {
+  if (variant != 1 && variant != 2 && variant != 3 && variant != 5 && variant != 6)
+    throw Error(ErrorCode::kInvalidArgument, "attention_prefill_with_variant: no variant " + std::to_string(variant) +
+                                                 " (1-3: mma.sync, 5-6: wgmma)");
   const int64_t n_q = a.q.dim(0), n_q_heads = a.q.dim(1), head_dim = a.q.dim(2);
   if (!tensor_core_attention(a.k.dtype, head_dim))
     throw Error(ErrorCode::kInvalidArgument, "attention_prefill_with_variant: the tensor-core kernel takes bf16 K/V "
@@ -299,7 +273,7 @@ void attention_prefill_with_variant(const AttentionPrefillArgs& a, int variant) 
   SKV_ASSERT_MSG(blocks <= INT32_MAX, "attention_prefill: grid too large");
   const bool qf32 = a.q.dtype == DType::kF32;
   const auto nb = static_cast<unsigned>(blocks);
-  if (variant >= 4 && variant <= 6)
+  if (variant == 5 || variant == 6)
     return launch_prefill_wgmma(p, static_cast<int>(head_dim), qf32, variant, nb, ctx.stream);
   if (head_dim == 64) {
     if (qf32) launch_prefill_variant<64, true>(p, nb, variant, ctx.stream);

@@ -1,4 +1,4 @@
-// attention_prefill, variants 4-6: the causal FlashAttention-2 scheme on Hopper's warpgroup MMA (wgmma, sm_90a).
+// attention_prefill, variants 5 and 6: the causal FlashAttention-2 scheme on Hopper's warpgroup MMA (wgmma, sm_90a).
 //
 // Same CTA work as the mma.sync variants (attention_prefill.cu): kPrefillBlockM = 128 query rows of one KV head,
 // the rows (token, query head) pairs of the heads sharing it, so one K/V tile in shared memory serves the whole
@@ -10,11 +10,13 @@
 //                          V from shared memory N-major (no transpose copy), kBlockN / 16 steps.
 // Tensor-core work is issued asynchronously and waited per batch. K/V tiles land in the 128-byte swizzled layout
 // wgmma reads (wgmma.cuh), zero-filled past kv_len; Q is converted to bf16 on load. CTAs are issued heaviest
-// first. Three kernels (the variants bench_attention_prefill times), 1 CTA per SM:
-//   variant 4: K/V by cp.async from every thread, 2 stages, S -> softmax -> P V in sequence per warpgroup (the
-//              other warpgroup's wgmma overlaps this one's softmax); 160 KB of shared memory at D = 128;
-//   variant 5: 3 stages, and a warpgroup's softmax of tile j overlaps its own P V of tile j - 1; 225 KB;
-//   variant 6: variant 5's math fed by a TMA producer warpgroup through mbarriers (the default at D = 128).
+// first. Two kernels (the variants bench_attention_prefill times), 1 CTA per SM, 225 KB of shared memory at
+// D = 128 (Q, 3 stages of K and V):
+//   variant 5: K/V by cp.async from every thread, a warpgroup's softmax of tile j overlapping its own P V of
+//              tile j - 1;
+//   variant 6: the same math fed by a TMA producer warpgroup through mbarriers (the default at D = 128).
+// (A variant 4, 2 stages with S, softmax and P V in sequence, measured 44-46% of dense bf16 against 49% for 5
+// and 77% for 6 on an H200 and was removed: bench/results/2026-11-26-h200-prefill-wgmma.md.)
 #include <cstdint>
 
 #include "ops/cuda/attention_prefill_params.cuh"
@@ -33,57 +35,14 @@ template <int D>
 constexpr uint32_t q_tile_bytes() { return kBlockM * D * 2; }
 template <int D>
 constexpr uint32_t kv_tile_bytes() { return kBlockN * D * 2; }
-// + 1 KB: the dynamic shared memory base is aligned up to the 1024 bytes the swizzled atoms need.
-template <int D, int kStages>
-constexpr size_t wgmma_smem_bytes() { return q_tile_bytes<D>() + 2 * kStages * kv_tile_bytes<D>() + 1024; }
-
-// The CTA's place in the grid and its rows (same packing as attention_prefill.cu).
-struct CtaRows {
-  int kvh, hunit, t0, t_end;
-  int min_pos, n_tiles;  // the first row's position; K/V tiles up to the last valid row's position
-
-  __device__ CtaRows(const PrefillParams& p) {
-    const int units = p.n_kv_heads * p.head_units;
-    const int tile = p.n_q_tiles - 1 - static_cast<int>(blockIdx.x / units);  // heaviest first
-    const int unit = static_cast<int>(blockIdx.x % units);
-    kvh = unit / p.head_units;
-    hunit = unit % p.head_units;
-    t0 = tile * p.tpc;
-    t_end = min(t0 + p.tpc, p.n_q);
-    min_pos = p.q_start + t0;
-    const int n_keys = min(p.q_start + t_end, p.kv_len);
-    n_tiles = (n_keys + kBlockN - 1) / kBlockN;
-  }
-  __device__ int token(const PrefillParams& p, int r) const { return t0 + r / p.hpc; }
-  __device__ int head_in_group(const PrefillParams& p, int r) const { return hunit * p.hpc + r % p.hpc; }
-  __device__ bool valid(const PrefillParams& p, int r) const {
-    return r / p.hpc < p.tpc && token(p, r) < p.n_q && head_in_group(p, r) < p.group;
-  }
-  // The row's offset in q / out, in elements (valid rows only).
-  template <int D>
-  __device__ int64_t offset(const PrefillParams& p, int r) const {
-    return (static_cast<int64_t>(token(p, r)) * p.n_q_heads + kvh * p.group + head_in_group(p, r)) * D;
-  }
-};
 
 // Q tile -> shared memory (bf16, swizzled); rows that are not stored are zeros.
 template <int D, bool kQF32>
-__device__ __forceinline__ void load_q_tile(const PrefillParams& p, const CtaRows& cta, unsigned char* gQ) {
+__device__ __forceinline__ void load_q_tile(const PrefillParams& p, const PrefillCta& cta, unsigned char* gQ) {
   constexpr int kChunks = D / 8;
   for (int i = threadIdx.x; i < kBlockM * kChunks; i += kThreads) {
     const int r = i / kChunks, c = i % kChunks;
-    uint4 packed = make_uint4(0, 0, 0, 0);
-    if (cta.valid(p, r)) {
-      const int64_t off = cta.offset<D>(p, r) + c * 8;
-      if constexpr (kQF32) {
-        const float4 a = *reinterpret_cast<const float4*>(static_cast<const float*>(p.q) + off);
-        const float4 b = *reinterpret_cast<const float4*>(static_cast<const float*>(p.q) + off + 4);
-        packed = make_uint4(pack_bf16x2(a.x, a.y), pack_bf16x2(a.z, a.w), pack_bf16x2(b.x, b.y), pack_bf16x2(b.z, b.w));
-      } else {
-        packed = *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(p.q) + off);
-      }
-    }
-    *reinterpret_cast<uint4*>(gQ + sw128_offset(r, c, kBlockM)) = packed;
+    *reinterpret_cast<uint4*>(gQ + sw128_offset(r, c, kBlockM)) = cta.q_chunk<D, kQF32>(p, r, c);
   }
 }
 
@@ -188,7 +147,7 @@ __device__ __forceinline__ void pack_p(const float (&s)[kBlockN / 8][4], uint32_
 
 // O / l -> out (f32), valid rows only.
 template <int D>
-__device__ __forceinline__ void store_rows(const PrefillParams& p, const CtaRows& cta, const float (&o)[D / 8][4],
+__device__ __forceinline__ void store_rows(const PrefillParams& p, const PrefillCta& cta, const float (&o)[D / 8][4],
                                            const float (&l)[2]) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tig = lane & 3;
 #pragma unroll
@@ -206,77 +165,139 @@ __device__ __forceinline__ void store_rows(const PrefillParams& p, const CtaRows
   }
 }
 
-// Positions of this thread's two rows (g and g + 8 of its warp's 16); rows past the CTA's tokens take the
-// first row's position (their results are dropped).
-__device__ __forceinline__ void row_positions(const PrefillParams& p, const CtaRows& cta, int (&pos)[2]) {
+// Positions of this thread's two rows (g and g + 8 of its warp's 16).
+__device__ __forceinline__ void row_positions(const PrefillParams& p, const PrefillCta& cta, int (&pos)[2]) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r = warp * 16 + (lane >> 2) + 8 * h;
-    pos[h] = r / p.hpc < p.tpc ? p.q_start + cta.token(p, r) : cta.min_pos;
-  }
+  for (int h = 0; h < 2; ++h) pos[h] = cta.position(p, warp * 16 + (lane >> 2) + 8 * h);
 }
 
-// Variant 4: two K/V stages; per tile S, softmax, PV in sequence within a warpgroup (the other warpgroup's
-// wgmma overlaps this one's softmax), two barriers per tile.
-template <int D, bool kQF32>
-__global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const PrefillParams p) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  static_assert(D == 64 || D == 128, "head_dim 64 or 128");
-  constexpr uint32_t kTile = kv_tile_bytes<D>();
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  const uint32_t raw = smem_addr(smem_raw);
-  const uint32_t pad = (1024u - (raw & 1023u)) & 1023u;
-  unsigned char* gQ = smem_raw + pad;              // [D / 64 atoms][128 rows][128 B]
-  unsigned char* gK = gQ + q_tile_bytes<D>();      // [2 stages][D / 64 atoms][128 keys][128 B]
-  unsigned char* gV = gK + 2 * kTile;              // [2 stages][D / 64 atoms][128 keys][128 B]
-  const uint32_t sQ = raw + pad, sK = sQ + q_tile_bytes<D>(), sV = sK + 2 * kTile;  // the same, shared addresses
-  const int wg = threadIdx.x >> 7;
-  const CtaRows cta(p);
-  load_q_tile<D, kQF32>(p, cta, gQ);
-  int pos[2];
-  row_positions(p, cta, pos);
+// Shared memory of a kernel with kStageCount K and V stages: Q, the K ring, the V ring, 1024-byte aligned (the
+// swizzled atoms), then kStageCount "full" and kStageCount "empty" mbarriers (variant 6). Generic pointers for stores
+// and copies, shared-window addresses for descriptors.
+template <int D, int kStageCount>
+struct WgmmaSmem {
+  static constexpr uint32_t kTile = kv_tile_bytes<D>();
+  static constexpr size_t kBytes = q_tile_bytes<D>() + 2 * kStageCount * kTile + 2 * kStageCount * 8 + 1024;
+  unsigned char *gQ, *gK, *gV;  // [D / 64 atoms][128 rows][128 B]; [kStageCount][D / 64 atoms][128 keys][128 B] x 2
+  uint32_t sQ, sK, sV;
+  uint64_t *full, *empty;
 
-  float o[D / 8][4];  // O[64 x D] accumulator fragment of the warpgroup
+  __device__ explicit WgmmaSmem(unsigned char* raw_ptr) {
+    const uint32_t raw = smem_addr(raw_ptr);
+    const uint32_t pad = (1024u - (raw & 1023u)) & 1023u;
+    gQ = raw_ptr + pad;
+    gK = gQ + q_tile_bytes<D>();
+    gV = gK + kStageCount * kTile;
+    sQ = raw + pad;
+    sK = sQ + q_tile_bytes<D>();
+    sV = sK + kStageCount * kTile;
+    full = reinterpret_cast<uint64_t*>(gV + kStageCount * kTile);
+    empty = full + kStageCount;
+  }
+  __device__ unsigned char* k_stage(int st) const { return gK + st * kTile; }
+  __device__ unsigned char* v_stage(int st) const { return gV + st * kTile; }
+  __device__ uint32_t k_tile(int st) const { return sK + st * kTile; }
+  __device__ uint32_t v_tile(int st) const { return sV + st * kTile; }
+};
+
+template <int D>
+__device__ __forceinline__ void zero(float (&o)[D / 8][4]) {
 #pragma unroll
   for (int dt = 0; dt < D / 8; ++dt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) o[dt][e] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+}
 
-  load_kv_tile<D>(p, p.k, cta.kvh, 0, gK);
-  load_kv_tile<D>(p, p.v, cta.kvh, 0, gV);
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// One tile of variants 5 and 6 once its K and V are in shared memory: S_j = Q K_j^T and O += P_{j-1} V_{j-1}
+// issued, S_j waited, softmax of S_j while P_{j-1} V_{j-1} runs, then that waited, O rescaled and P_j packed
+// into a_prev (only now: the wgmma in flight read those registers).
+template <int D>
+__device__ __forceinline__ void overlapped_tile(float (&o)[D / 8][4], uint32_t (&a_prev)[kBlockN / 16][4],
+                                                float (&m)[2], float (&l)[2], const int (&pos)[2], int j,
+                                                int min_pos, float scale_log2, uint32_t sQ, uint32_t k_tile,
+                                                uint32_t v_prev_tile) {
+  const int wg = threadIdx.x >> 7;
+  float s[kBlockN / 8][4];
+  wgmma_fence();
+  issue_qk<D>(s, sQ, k_tile, wg);
+  wgmma_commit();
+  if (j > 0) {
+    issue_pv<D>(o, a_prev, v_prev_tile);
+    wgmma_commit();
+    wgmma_wait<1>();  // S_j (groups complete in order)
+  } else {
+    wgmma_wait<0>();
+  }
+  wgmma_fence_registers(s);
+  float alpha[2];
+  softmax_step(s, m, l, alpha, pos, j, min_pos, scale_log2);
+  wgmma_wait<0>();  // P_{j-1} V_{j-1}
+  wgmma_fence_registers(o);
+  wgmma_fence_registers(a_prev);
+  rescale<D>(o, alpha);
+  pack_p(s, a_prev);
+}
+
+// After the last tile: O += P_{n-1} V_{n-1}, waited.
+template <int D>
+__device__ __forceinline__ void last_pv(float (&o)[D / 8][4], const uint32_t (&a_prev)[kBlockN / 16][4],
+                                        uint32_t v_tile) {
+  wgmma_fence();
+  issue_pv<D>(o, a_prev, v_tile);
+  wgmma_commit();
+  wgmma_wait<0>();
+  wgmma_fence_registers(o);
+}
+#endif  // sm_90a
+
+// Variant 5: three K and three V stages by cp.async from every thread, one CTA barrier per tile, and
+// FlashAttention-3's intra-warpgroup overlap (overlapped_tile): at tile j a warpgroup runs tile j's softmax (in
+// f32) while the tensor cores still work on P_{j-1} V_{j-1}. K_{j+2} and V_{j+1} are loaded during tile j (K two
+// tiles ahead, V one: V_{j-1} is still being read). P_j is rounded to bf16 into the A registers only after
+// P_{j-1} V_{j-1} is done: ptxas treats a wgmma's register operands as free once it is issued (the PTX ISA leaves
+// them undefined until the wait), and packing P_j earlier gave wrong results from the third tile on (the SASS
+// wrote the in-flight A registers).
+constexpr int kStages = 3;
+
+template <int D, bool kQF32>
+__global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_overlap_kernel(const PrefillParams p) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(D == 64 || D == 128, "head_dim 64 or 128");
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const WgmmaSmem<D, kStages> sm(smem_raw);
+  const PrefillCta cta(p);
+  const int n = cta.tiles(kBlockN);
+  load_q_tile<D, kQF32>(p, cta, sm.gQ);
+  int pos[2];
+  row_positions(p, cta, pos);
+  float o[D / 8][4];  // O[64 x D] accumulator fragment of the warpgroup
+  zero<D>(o);
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  uint32_t a_prev[kBlockN / 16][4];  // P_{j-1}, read by the wgmma in flight during tile j
+
+  // Groups of cp.async: {K_0, V_0}, {K_1}, then per tile j {K_{j+2}, V_{j+1}}; at tile j everything up to
+  // tile j - 2's group is needed (K_j, V_{j-1}): at most one group pending. The last P V needs them all.
+  load_kv_tile<D>(p, p.k, cta.kvh, 0, sm.k_stage(0));
+  load_kv_tile<D>(p, p.v, cta.kvh, 0, sm.v_stage(0));
   cp_async_commit();
-  for (int j = 0; j < cta.n_tiles; ++j) {
-    const int stage = j & 1;
-    if (j + 1 < cta.n_tiles) {  // that stage's readers finished at the last barrier
-      load_kv_tile<D>(p, p.k, cta.kvh, j + 1, gK + (stage ^ 1) * kTile);
-      load_kv_tile<D>(p, p.v, cta.kvh, j + 1, gV + (stage ^ 1) * kTile);
-    }
-    cp_async_commit();
+  if (n > 1) load_kv_tile<D>(p, p.k, cta.kvh, 1, sm.k_stage(1));
+  cp_async_commit();
+  for (int j = 0; j < n; ++j) {
     cp_async_wait<1>();
     fence_proxy_async_shared();  // this thread's Q stores and K/V copies, before any wgmma reads them
-    __syncthreads();
-
-    float s[kBlockN / 8][4];
-    wgmma_fence();
-    issue_qk<D>(s, sQ, sK + stage * kTile, wg);
-    wgmma_commit();
-    wgmma_wait<0>();
-    wgmma_fence_registers(s);
-    float alpha[2];
-    softmax_step(s, m, l, alpha, pos, j, cta.min_pos, p.scale_log2);
-    rescale<D>(o, alpha);
-    uint32_t a[kBlockN / 16][4];
-    pack_p(s, a);
-    wgmma_fence();
-    issue_pv<D>(o, a, sV + stage * kTile);
-    wgmma_commit();
-    wgmma_wait<0>();
-    wgmma_fence_registers(o);
-    __syncthreads();  // the stage is overwritten by the next iteration's prefetch
+    __syncthreads();             // everyone's copies landed; everyone finished tile j - 1 (its wgmma included)
+    if (j + 2 < n) load_kv_tile<D>(p, p.k, cta.kvh, j + 2, sm.k_stage((j + 2) % kStages));  // K_{j-1}'s stage
+    if (j + 1 < n) load_kv_tile<D>(p, p.v, cta.kvh, j + 1, sm.v_stage((j + 1) % kStages));  // V_{j-2}'s stage
+    cp_async_commit();
+    overlapped_tile<D>(o, a_prev, m, l, pos, j, cta.min_pos, p.scale_log2, sm.sQ, sm.k_tile(j % kStages),
+                       sm.v_tile((j + kStages - 1) % kStages));
   }
-  cp_async_wait<0>();
+  cp_async_wait<0>();  // V_{n-1} (tile n - 2's group)
+  fence_proxy_async_shared();
+  __syncthreads();
+  if (n > 0) last_pv<D>(o, a_prev, sm.v_tile((n - 1) % kStages));
   store_rows<D>(p, cta, o, l);
 #else
   // Built for another architecture than sm_90a (the build makes sm_90a code only, see CMakeLists.txt).
@@ -284,92 +305,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
 #endif
 }
 
-// Variant 5: three K and three V stages, one barrier per tile, and FlashAttention-3's intra-warpgroup overlap:
-// at tile j a warpgroup issues S_j = Q K_j^T and then O += P_{j-1} V_{j-1}, waits for S_j only, and runs tile
-// j's softmax (in f32) while the tensor cores still work on P_{j-1} V_{j-1}. K_{j+2} and V_{j+1} are loaded
-// during tile j (K two tiles ahead, V one: V_{j-1} is still being read). P_j is rounded to bf16 into the A
-// registers only after P_{j-1} V_{j-1} is done: ptxas treats a wgmma's register operands as free once it is
-// issued (the PTX ISA leaves them undefined until the wait), and packing P_j earlier gave wrong results from
-// the third tile on (the SASS wrote the in-flight A registers).
-template <int D, bool kQF32>
-__global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_overlap_kernel(const PrefillParams p) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  static_assert(D == 64 || D == 128, "head_dim 64 or 128");
-  constexpr uint32_t kTile = kv_tile_bytes<D>();
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  const uint32_t raw = smem_addr(smem_raw);
-  const uint32_t pad = (1024u - (raw & 1023u)) & 1023u;
-  unsigned char* gQ = smem_raw + pad;              // [D / 64 atoms][128 rows][128 B]
-  unsigned char* gK = gQ + q_tile_bytes<D>();      // [3 stages][D / 64 atoms][128 keys][128 B]
-  unsigned char* gV = gK + 3 * kTile;              // [3 stages][D / 64 atoms][128 keys][128 B]
-  const uint32_t sQ = raw + pad, sK = sQ + q_tile_bytes<D>(), sV = sK + 3 * kTile;  // the same, shared addresses
-  const int wg = threadIdx.x >> 7;
-  const CtaRows cta(p);
-  const int n = cta.n_tiles;
-  load_q_tile<D, kQF32>(p, cta, gQ);
-  int pos[2];
-  row_positions(p, cta, pos);
-
-  float o[D / 8][4];  // O[64 x D] accumulator fragment of the warpgroup
-#pragma unroll
-  for (int dt = 0; dt < D / 8; ++dt)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) o[dt][e] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  uint32_t a_prev[kBlockN / 16][4];  // P_{j-1}, read by the wgmma in flight during tile j
-
-  // Groups of cp.async: {K_0, V_0}, {K_1}, then per tile j {K_{j+2}, V_{j+1}}; at tile j everything up to
-  // tile j - 2's group is needed (K_j, V_{j-1}): at most one group pending. The last P V needs them all.
-  load_kv_tile<D>(p, p.k, cta.kvh, 0, gK);
-  load_kv_tile<D>(p, p.v, cta.kvh, 0, gV);
-  cp_async_commit();
-  if (n > 1) load_kv_tile<D>(p, p.k, cta.kvh, 1, gK + kTile);
-  cp_async_commit();
-  for (int j = 0; j < n; ++j) {
-    cp_async_wait<1>();
-    fence_proxy_async_shared();  // this thread's Q stores and K/V copies, before any wgmma reads them
-    __syncthreads();             // everyone's copies landed; everyone finished tile j - 1 (its wgmma included)
-    if (j + 2 < n) load_kv_tile<D>(p, p.k, cta.kvh, j + 2, gK + ((j + 2) % 3) * kTile);  // K_{j-1}'s stage
-    if (j + 1 < n) load_kv_tile<D>(p, p.v, cta.kvh, j + 1, gV + ((j + 1) % 3) * kTile);  // V_{j-2}'s stage
-    cp_async_commit();
-
-    float s[kBlockN / 8][4];
-    wgmma_fence();
-    issue_qk<D>(s, sQ, sK + (j % 3) * kTile, wg);
-    wgmma_commit();
-    if (j > 0) {
-      issue_pv<D>(o, a_prev, sV + ((j + 2) % 3) * kTile);  // V_{j-1}
-      wgmma_commit();
-      wgmma_wait<1>();  // S_j (groups complete in order)
-    } else {
-      wgmma_wait<0>();
-    }
-    wgmma_fence_registers(s);
-    float alpha[2];
-    softmax_step(s, m, l, alpha, pos, j, cta.min_pos, p.scale_log2);
-    wgmma_wait<0>();  // P_{j-1} V_{j-1}
-    wgmma_fence_registers(o);
-    wgmma_fence_registers(a_prev);
-    rescale<D>(o, alpha);
-    pack_p(s, a_prev);  // only now: the wgmma in flight above read these registers
-  }
-  cp_async_wait<0>();  // V_{n-1} (tile n - 2's group)
-  fence_proxy_async_shared();
-  __syncthreads();
-  if (n > 0) {
-    wgmma_fence();
-    issue_pv<D>(o, a_prev, sV + ((n + 2) % 3) * kTile);  // V_{n-1}
-    wgmma_commit();
-    wgmma_wait<0>();
-    wgmma_fence_registers(o);
-  }
-  store_rows<D>(p, cta, o, l);
-#else
-  if (threadIdx.x == 0 && blockIdx.x == 0) __trap();
-#endif
-}
-
-// Variant 6: variant 5's schedule, warp-specialized. A third warpgroup is the producer: one of its threads issues
+// Variant 6: variant 5's math, warp-specialized. A third warpgroup is the producer: one of its threads issues
 // the K and V tiles as TMA boxes (64 columns x 128 keys, the swizzled layout directly; zeros past kv_len) into
 // a ring of 3 stages, each with a "full" transaction barrier (the consumers wait on it) and an "empty" barrier
 // (each consumer warp arrives once the wgmma reading the stage is done; the producer waits on it before
@@ -377,7 +313,6 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_overlap_kernel(cons
 // overlapping the other's wgmma, and no consumer thread spends issue slots on copies. The launch budget is
 // 168 registers a thread (384 threads); the producer gives back to 24 and the consumers take 240.
 constexpr int kTmaThreads = kThreads + 128;
-constexpr int kTmaStages = 3;
 
 template <int D, bool kQF32>
 __global__ void __launch_bounds__(kTmaThreads, 1)
@@ -385,23 +320,15 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
                              const __grid_constant__ CUtensorMap v_map) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(D == 64 || D == 128, "head_dim 64 or 128");
-  constexpr uint32_t kTile = kv_tile_bytes<D>();
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  const uint32_t raw = smem_addr(smem_raw);
-  const uint32_t pad = (1024u - (raw & 1023u)) & 1023u;
-  unsigned char* gQ = smem_raw + pad;                         // [D / 64 atoms][128 rows][128 B]
-  unsigned char* gK = gQ + q_tile_bytes<D>();                 // [3 stages][D / 64 atoms][128 keys][128 B]
-  unsigned char* gV = gK + kTmaStages * kTile;                // [3 stages][D / 64 atoms][128 keys][128 B]
-  auto* full = reinterpret_cast<uint64_t*>(gV + kTmaStages * kTile);  // [3]: the stage's bytes landed
-  uint64_t* empty = full + kTmaStages;                                 // [3]: the 8 consumer warps are done with it
-  const uint32_t sQ = raw + pad, sK = sQ + q_tile_bytes<D>(), sV = sK + kTmaStages * kTile;
+  const WgmmaSmem<D, kStages> sm(smem_raw);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const CtaRows cta(p);
-  const int n = cta.n_tiles;
+  const PrefillCta cta(p);
+  const int n = cta.tiles(kBlockN);
   if (threadIdx.x == 0) {
-    for (int st = 0; st < kTmaStages; ++st) {
-      mbarrier_init(&full[st], 1);
-      mbarrier_init(&empty[st], kThreads / 32);
+    for (int st = 0; st < kStages; ++st) {
+      mbarrier_init(&sm.full[st], 1);
+      mbarrier_init(&sm.empty[st], kThreads / 32);
     }
     mbarrier_init_fence();
   }
@@ -411,14 +338,14 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
     warpgroup_registers_decrease<24>();
     if (warp == kThreads / 32 && lane == 0) {
       for (int t = 0; t < n; ++t) {
-        const int st = t % kTmaStages;
-        if (t >= kTmaStages) mbarrier_wait(&empty[st], static_cast<uint32_t>(t / kTmaStages - 1) & 1u);
-        mbarrier_arrive_expect_tx(&full[st], 2 * kTile);
+        const int st = t % kStages;
+        if (t >= kStages) mbarrier_wait(&sm.empty[st], static_cast<uint32_t>(t / kStages - 1) & 1u);
+        mbarrier_arrive_expect_tx(&sm.full[st], 2 * sm.kTile);
 #pragma unroll
         for (int atom = 0; atom < D / 64; ++atom) {
           const int x = cta.kvh * D + atom * 64;
-          tma_load_2d(gK + st * kTile + atom * (kBlockN * 128), &k_map, x, t * kBlockN, &full[st]);
-          tma_load_2d(gV + st * kTile + atom * (kBlockN * 128), &v_map, x, t * kBlockN, &full[st]);
+          tma_load_2d(sm.k_stage(st) + atom * (kBlockN * 128), &k_map, x, t * kBlockN, &sm.full[st]);
+          tma_load_2d(sm.v_stage(st) + atom * (kBlockN * 128), &v_map, x, t * kBlockN, &sm.full[st]);
         }
       }
     }
@@ -426,51 +353,23 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
   }
 
   warpgroup_registers_increase<240>();
-  const int wg = warp >> 2;
-  load_q_tile<D, kQF32>(p, cta, gQ);
+  load_q_tile<D, kQF32>(p, cta, sm.gQ);
   fence_proxy_async_shared();
   named_barrier_sync<1, kThreads>();  // the consumers' Q stores, before any wgmma reads Q
   int pos[2];
   row_positions(p, cta, pos);
   float o[D / 8][4];  // O[64 x D] accumulator fragment of the warpgroup
-#pragma unroll
-  for (int dt = 0; dt < D / 8; ++dt)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) o[dt][e] = 0.0f;
+  zero<D>(o);
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   uint32_t a_prev[kBlockN / 16][4];  // P_{j-1}, read by the wgmma in flight during tile j
 
   for (int j = 0; j < n; ++j) {
-    const int st = j % kTmaStages, prev = (j + kTmaStages - 1) % kTmaStages;
-    mbarrier_wait(&full[st], static_cast<uint32_t>(j / kTmaStages) & 1u);
-    float s[kBlockN / 8][4];
-    wgmma_fence();
-    issue_qk<D>(s, sQ, sK + st * kTile, wg);
-    wgmma_commit();
-    if (j > 0) {
-      issue_pv<D>(o, a_prev, sV + prev * kTile);  // V_{j-1}
-      wgmma_commit();
-      wgmma_wait<1>();  // S_j (groups complete in order)
-    } else {
-      wgmma_wait<0>();
-    }
-    wgmma_fence_registers(s);
-    float alpha[2];
-    softmax_step(s, m, l, alpha, pos, j, cta.min_pos, p.scale_log2);
-    wgmma_wait<0>();  // P_{j-1} V_{j-1}
-    wgmma_fence_registers(o);
-    wgmma_fence_registers(a_prev);
-    if (j > 0 && lane == 0) mbarrier_arrive(&empty[prev]);  // tile j - 1's K and V are read
-    rescale<D>(o, alpha);
-    pack_p(s, a_prev);  // only now: the wgmma in flight above read these registers
+    const int st = j % kStages, prev = (j + kStages - 1) % kStages;
+    mbarrier_wait(&sm.full[st], static_cast<uint32_t>(j / kStages) & 1u);
+    overlapped_tile<D>(o, a_prev, m, l, pos, j, cta.min_pos, p.scale_log2, sm.sQ, sm.k_tile(st), sm.v_tile(prev));
+    if (j > 0 && lane == 0) mbarrier_arrive(&sm.empty[prev]);  // tile j - 1's K and V are read
   }
-  if (n > 0) {
-    wgmma_fence();
-    issue_pv<D>(o, a_prev, sV + ((n - 1) % kTmaStages) * kTile);  // V_{n-1}
-    wgmma_commit();
-    wgmma_wait<0>();
-    wgmma_fence_registers(o);
-  }
+  if (n > 0) last_pv<D>(o, a_prev, sm.v_tile((n - 1) % kStages));
   store_rows<D>(p, cta, o, l);
 #else
   if (threadIdx.x == 0 && blockIdx.x == 0) __trap();
@@ -479,22 +378,19 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
 
 template <int D, bool kQF32>
 void launch(const PrefillParams& p, int variant, unsigned blocks, cudaStream_t stream) {
+  constexpr size_t smem = WgmmaSmem<D, kStages>::kBytes;
   if (variant == 6) {
-    constexpr size_t smem = q_tile_bytes<D>() + 2 * kTmaStages * kv_tile_bytes<D>() + 2 * kTmaStages * 8 + 1024;
     const int64_t row = static_cast<int64_t>(p.n_kv_heads) * D;
     const CUtensorMap k_map = make_bf16_tensor_map_sw128(p.k, p.kv_len, row, row, kBlockN, 64);
     const CUtensorMap v_map = make_bf16_tensor_map_sw128(p.v, p.kv_len, row, row, kBlockN, 64);
     auto kernel = prefill_wgmma_tma_kernel<D, kQF32>;
     SKV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     kernel<<<blocks, kTmaThreads, smem, stream>>>(p, k_map, v_map);
-    SKV_CUDA_CHECK_LAUNCH();
-    return;
+  } else {
+    auto kernel = prefill_wgmma_overlap_kernel<D, kQF32>;
+    SKV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    kernel<<<blocks, kThreads, smem, stream>>>(p);
   }
-  const bool overlap = variant == 5;
-  const size_t smem = overlap ? wgmma_smem_bytes<D, 3>() : wgmma_smem_bytes<D, 2>();
-  auto kernel = overlap ? prefill_wgmma_overlap_kernel<D, kQF32> : prefill_wgmma_kernel<D, kQF32>;
-  SKV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  kernel<<<blocks, kThreads, smem, stream>>>(p);
   SKV_CUDA_CHECK_LAUNCH();
 }
 
@@ -502,7 +398,7 @@ void launch(const PrefillParams& p, int variant, unsigned blocks, cudaStream_t s
 
 void launch_prefill_wgmma(const PrefillParams& p, int head_dim, bool q_f32, int variant, unsigned blocks,
                           cudaStream_t stream) {
-  SKV_ASSERT(variant >= 4 && variant <= 6);
+  SKV_ASSERT(variant == 5 || variant == 6);
   if (head_dim == 64) {
     if (q_f32) launch<64, true>(p, variant, blocks, stream);
     else launch<64, false>(p, variant, blocks, stream);

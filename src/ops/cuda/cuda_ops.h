@@ -35,9 +35,9 @@ void linear_with_path(const LinearArgs& args, int path);
 int& gemv_shape_override();
 // attention_prefill with an explicit kernel variant, for the benchmark and the tests: mma.sync kernels 1 = 8
 // warps x 16 query rows, 2 = 4 warps x 32 query rows, 3 = as 1 with registers capped for 2 CTAs per SM (the
-// default at head_dim 64); wgmma kernels (sm_90a), 2 warpgroups x 64 rows: 4 = two stages, 5 = three stages
-// with the softmax of one K/V tile overlapping the previous tile's P V, 6 = 5 fed by a TMA producer warpgroup
-// (the default at head_dim 128).
+// default at head_dim 64); wgmma kernels (sm_90a), 2 warpgroups x 64 rows, the softmax of one K/V tile
+// overlapping the previous tile's P V: 5 = K/V by cp.async, 6 = fed by a TMA producer warpgroup (the default at
+// head_dim 128). Any other number is an error.
 void attention_prefill_with_variant(const AttentionPrefillArgs& args, int variant);
 
 // The attention kernels: the tensor-core ones (attention_prefill.cu, attention_decode.cu) take bf16 K/V at
