@@ -85,7 +85,32 @@ def main():
         assert T.score(s, pred) == 1.0
     a, b = np.random.default_rng(3), np.random.default_rng(3)
     assert [T.uuid_value(a, 0.0) for _ in range(5)] == [T.uuid(b) for _ in range(5)]
+    check_phases()
     print("test_tasks: OK")
+
+
+def check_phases():
+    """train.phase_at on the committed recipe: phase boundaries and the config-wide defaults (needs torch,
+    which train.py imports; skipped without it)."""
+    try:
+        import train  # noqa: PLC0415
+    except ImportError as e:
+        print(f"check_phases: skipped ({e})")
+        return
+    import json  # noqa: PLC0415
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.json")) as f:
+        tc = json.load(f)["train"]
+    tc = dict(tc, curriculum=tc["resume_curriculum"])
+    first, last = tc["curriculum"][0], tc["curriculum"][-1]
+    ph = train.phase_at(tc, 0.0)
+    assert ph.lengths == first["lengths"] and ph.task_mix == first.get("task_mix", tc["task_mix"])
+    assert ph.end_jitter == first.get("end_jitter", tc.get("end_jitter", 0))
+    assert ph.uuid_hex_p == first.get("uuid_hex_p", tc.get("uuid_hex_p", 0.0))
+    assert train.phase_at(tc, first["until"]).lengths == tc["curriculum"][1]["lengths"]  # "until" is exclusive
+    assert train.phase_at(tc, 5.0) == train.phase_at(tc, 0.999)  # past the end: the last phase
+    bare = {"curriculum": [{"until": 1.01, "lengths": {"512": 1}}], "task_mix": {"lm": 1}}
+    assert train.phase_at(bare, 0.5) == train.Phase({"512": 1}, {"lm": 1}, {}, 0.0, 1.0, 0)
+    assert last["until"] > 1.0
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import os
 import sys
 import time
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -61,6 +62,29 @@ def read(path):
 
 # ------------------------------------------------------------------------------------------- data
 
+class Phase(NamedTuple):
+    """One curriculum phase, with the config's values where the phase names none."""
+    lengths: dict          # {L: weight}
+    task_mix: dict         # {task: weight}: the phase's own "task_mix", else the config's
+    task_n: dict           # {task: [lo, hi]}: needles / values / queries / hops drawn in [lo, hi]; tasks not
+                           # named draw tasks.py's defaults
+    uuid_hex_p: float      # share of uuid values drawn as variable-length hex ids (default 0)
+    end_loss_weight: float  # answer-loss weight of the closing <|eos|> (default 1)
+    end_jitter: int        # largest tail of another document after a sample (default 0: a sample's tail is
+                           # drawn in [0, min(end_jitter, L // 8)])
+
+
+def phase_at(tc, p):
+    """The phase of tc["curriculum"] that progress p (0..1) is in: the first whose "until" exceeds p, else the
+    last."""
+    phases = tc["curriculum"]
+    ph = next((ph for ph in phases if p < ph["until"]), phases[-1])
+    return Phase(lengths=ph["lengths"], task_mix=ph.get("task_mix", tc["task_mix"]), task_n=ph.get("task_n", {}),
+                 uuid_hex_p=ph.get("uuid_hex_p", tc.get("uuid_hex_p", 0.0)),
+                 end_loss_weight=ph.get("end_loss_weight", tc.get("end_loss_weight", 1.0)),
+                 end_jitter=ph.get("end_jitter", tc.get("end_jitter", 0)))
+
+
 class Batches(torch.utils.data.IterableDataset):
     """Endless token-budgeted batches: one length L per batch (drawn from the curriculum at the current
     progress, shared with the workers through `progress`), tokens_per_step // L samples of it."""
@@ -70,19 +94,8 @@ class Batches(torch.utils.data.IterableDataset):
         self.flat = flat or {}  # whitespace-flattened corpora (RULER's essay layout), used for half the samples
 
     def phase_at(self, p):
-        """The curriculum phase at progress p: its lengths {L: weight}, task mix {task: weight} (the
-        phase's own "task_mix" if it has one, else the config's), task sizes {task: [lo, hi]} (needles /
-        values / queries / hops drawn in [lo, hi]; tasks not named draw tasks.py's defaults), the share
-        of uuid values drawn as variable-length hex ids ("uuid_hex_p", phase or config; default 0) and the
-        answer-loss weight of the closing <|eos|> ("end_loss_weight", phase or config; default 1), and the
-        largest tail of another document after a sample ("end_jitter", phase or config; default 0: a
-        sample's tail is drawn in [0, min(end_jitter, L // 8)])."""
-        phases = self.tc["curriculum"]
-        ph = next((ph for ph in phases if p < ph["until"]), phases[-1])
-        return (ph["lengths"], ph.get("task_mix", self.tc["task_mix"]), ph.get("task_n", {}),
-                ph.get("uuid_hex_p", self.tc.get("uuid_hex_p", 0.0)),
-                ph.get("end_loss_weight", self.tc.get("end_loss_weight", 1.0)),
-                ph.get("end_jitter", self.tc.get("end_jitter", 0)))
+        """The curriculum phase at progress p, as a Phase (phase_at's fields: see Phase)."""
+        return phase_at(self.tc, p)
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -91,7 +104,8 @@ class Batches(torch.utils.data.IterableDataset):
         srcs = list(self.tc["source_mix"])
         sp = np.array([self.tc["source_mix"][s] for s in srcs], dtype=np.float64)
         while True:
-            lens, mix, sizes, hex_p, end_w, jitter = self.phase_at(self.progress.value)
+            ph = self.phase_at(self.progress.value)
+            lens, mix, sizes = ph.lengths, ph.task_mix, ph.task_n
             tasks = list(mix)
             tp = np.array([mix[t] for t in tasks], dtype=np.float64)
             ls = [int(x) for x in lens]
@@ -104,9 +118,10 @@ class Batches(torch.utils.data.IterableDataset):
                 corpus = self.flat[src] if src in self.flat and task != "lm" and rng.random() < 0.5 else self.corpora[src]
                 n = int(rng.integers(sizes[task][0], sizes[task][1] + 1)) if task in sizes else None
                 try:
+                    jitter = ph.end_jitter
                     tail = int(rng.integers(0, min(jitter, L // 8) + 1)) if jitter > 0 and task != "lm" else 0
-                    s = T.make_sample(task, L, rng, self.tok, corpus, self.words, n=n, hex_p=hex_p, end_weight=end_w,
-                                      tail=tail)
+                    s = T.make_sample(task, L, rng, self.tok, corpus, self.words, n=n, hex_p=ph.uuid_hex_p,
+                                      end_weight=ph.end_loss_weight, tail=tail)
                 except ValueError:  # too many needles for a short sequence
                     s = T.make_sample("single_number", L, rng, self.tok, corpus, self.words)
                 ss.append(s)
