@@ -50,6 +50,15 @@ struct DeviceProperties {
 // Cached after the first query of each device.
 const DeviceProperties& device_properties(int device = 0);
 
+// This build's GPU code is sm_90a only (CMakeLists.txt: wgmma and TMA in the prefill attention; arch-specific
+// code runs on compute capability 9.0 exactly): empty when `p` can run it, else the reason, for an error
+// message before any kernel launch fails with "no kernel image".
+inline std::string unsupported_gpu_reason(const DeviceProperties& p) {
+  if (p.major == 9 && p.minor == 0) return {};
+  return p.name + " has compute capability " + std::to_string(p.major) + "." + std::to_string(p.minor) +
+         "; this build's CUDA code is for sm_90a (H100, H200) only";
+}
+
 // Makes `device` current for the calling thread (no-op when it already is).
 void set_device(int device);
 int current_device();

@@ -27,6 +27,8 @@ DeviceId parse_device_flag(const std::string& value) {
   if (index >= count)
     throw Error(ErrorCode::kInvalidArgument, "--device " + value + ": this machine has " + std::to_string(count) +
                                                  " CUDA device(s)");
+  if (const std::string why = unsupported_gpu_reason(device_properties(index)); !why.empty())
+    throw Error(ErrorCode::kUnsupported, "--device " + value + ": " + why + "; use --device cpu");
   return {DeviceKind::kCuda, index};
 #endif
 }
