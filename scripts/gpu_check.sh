@@ -51,11 +51,11 @@ step build 360 cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]}"
 
 # Registers, spills and tensor-core instructions of the kernels (ptxas -v output is in build.log).
 {
-  echo "--- ptxas: registers / stack / spills of the op kernels (sm_90)"
+  echo "--- ptxas: registers / stack / spills of the op kernels (sm_90a)"
   awk '/Compiling entry function/ { split($0, q, "'"'"'"); name = q[2] }
        /bytes stack frame/ { sub(/^[ \t]+/, ""); stack = $0 }
        /Used [0-9]+ registers/ { match($0, /Used [0-9]+ registers/); print substr($0, RSTART + 5, RLENGTH - 15) " regs | " stack " | " name }' \
-    "$OUT/build.log" | c++filt | grep -E "prefill_kernel|decode_split_kernel|decode_combine|gemv_small_n|walk_kernel|rms_norm" |
+    "$OUT/build.log" | c++filt | grep -E "prefill_kernel|prefill_wgmma|decode_split_kernel|decode_combine|gemv_small_n|walk_kernel|rms_norm" |
     sed -E 's/skv::cuda::\(anonymous namespace\):://g; s/\(skv::cuda::.*$//; s/\(__nv_bfloat16 const\*.*$//' | sort -u | head -40
   LIB=$(find "$BUILD" -name 'libskv_ops.a' | head -1)
   if [ -n "$LIB" ] && command -v cuobjdump > /dev/null; then
