@@ -93,10 +93,6 @@ class Batches(torch.utils.data.IterableDataset):
         self.tc, self.tok, self.corpora, self.words, self.progress, self.seed = tc, tok, corpora, words, progress, seed
         self.flat = flat or {}  # whitespace-flattened corpora (RULER's essay layout), used for half the samples
 
-    def phase_at(self, p):
-        """The curriculum phase at progress p, as a Phase (phase_at's fields: see Phase)."""
-        return phase_at(self.tc, p)
-
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid = info.id if info else 0
@@ -104,7 +100,7 @@ class Batches(torch.utils.data.IterableDataset):
         srcs = list(self.tc["source_mix"])
         sp = np.array([self.tc["source_mix"][s] for s in srcs], dtype=np.float64)
         while True:
-            ph = self.phase_at(self.progress.value)
+            ph = phase_at(self.tc, self.progress.value)
             lens, mix, sizes = ph.lengths, ph.task_mix, ph.task_n
             tasks = list(mix)
             tp = np.array([mix[t] for t in tasks], dtype=np.float64)
@@ -118,8 +114,8 @@ class Batches(torch.utils.data.IterableDataset):
                 corpus = self.flat[src] if src in self.flat and task != "lm" and rng.random() < 0.5 else self.corpora[src]
                 n = int(rng.integers(sizes[task][0], sizes[task][1] + 1)) if task in sizes else None
                 try:
-                    jitter = ph.end_jitter
-                    tail = int(rng.integers(0, min(jitter, L // 8) + 1)) if jitter > 0 and task != "lm" else 0
+                    tail = (int(rng.integers(0, min(ph.end_jitter, L // 8) + 1))
+                            if ph.end_jitter > 0 and task != "lm" else 0)
                     s = T.make_sample(task, L, rng, self.tok, corpus, self.words, n=n, hex_p=ph.uuid_hex_p,
                                       end_weight=ph.end_loss_weight, tail=tail)
                 except ValueError:  # too many needles for a short sequence
