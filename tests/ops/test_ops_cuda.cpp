@@ -712,9 +712,9 @@ TEST(OpsCuda, AttentionRejectsWhatNoKernelTakes) {
   EXPECT_THROW(cuda::attention_prefill_with_variant({.q = q.view(), .k = k32.view(), .v = k32.view(), .out = out.view()}, 1),
                Error);
   // variant numbers that do not exist (4 was removed)
-  DeviceBuffer q16(DType::kF32, {4, 2, 64}), k16b(DType::kBF16, {4, 2, 64}), o16(DType::kF32, {4, 2, 64});
+  DeviceBuffer q64(DType::kF32, {4, 2, 64}), k64(DType::kBF16, {4, 2, 64}), o64(DType::kF32, {4, 2, 64});
   for (int variant : {0, 4, 7})
-    EXPECT_THROW(cuda::attention_prefill_with_variant({.q = q16.view(), .k = k16b.view(), .v = k16b.view(), .out = o16.view()},
+    EXPECT_THROW(cuda::attention_prefill_with_variant({.q = q64.view(), .k = k64.view(), .v = k64.view(), .out = o64.view()},
                                                       variant),
                  Error);
 }
