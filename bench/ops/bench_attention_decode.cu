@@ -1,11 +1,12 @@
 // Decode attention (attention_decode_batch) at Llama-3.1-8B's shape: 32 query heads, 8 KV heads, head_dim 128,
 // bf16 KV cache, contexts 32K and 128K, batch 1 and 8. Bytes per step = every sequence's K and V read once
 // (+ q and out), compared with the streaming-read and copy bandwidth measured in the same run (target >= 85%).
-// Several caches are rotated so that each timed call reads memory not left in L2 by the previous one; calls run
-// back to back, as in a decode step. The default plan is timed in four modes: without programmatic dependent
-// launch (PDL) and with the separate combine kernel; PDL + combine kernel; PDL + the in-kernel merge; and that
-// with fresh_rows = 1 (the first tiles loaded before the PDL wait, as the decode step calls it). `--sweep` adds
-// a sweep of the split plan's target CTA count (decode_splits.h) at batch 1 and 8 in the last mode.
+// Several caches are rotated so that each timed call reads memory not left in L2 by the previous one. Each case
+// also times a plain streaming read of exactly the bytes a call reads (same rotation, back-to-back launches):
+// the ceiling at that size, ramp-up and tail included (at 32K batch 1, 134 MB, it is well below the 2 GiB rate;
+// bench/results/2026-11-26-h200-decode-merge-early.md).
+// The default plan is timed with programmatic dependent launch off and on (back-to-back calls, as in a decode
+// step); `--sweep` adds a sweep of the split plan's target CTA count (decode_splits.h) at batch 1 and 8.
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -39,31 +40,14 @@ int main(int argc, char** argv) {
     const int64_t n_q_heads = 32, n_kv_heads = 8, head_dim = 128;
     const size_t l2 = device_properties(0).l2_cache_bytes;
     const int64_t sms = device_properties(0).multiprocessors;
-    struct Mode {
-      const char* name;
-      bool pdl, two_kernels;
-      int64_t fresh_rows, target;  // target: the plan's CTA count, 0 = default
-      int l2_tiles;
-    };
-    std::vector<Mode> modes = {{"no PDL, combine kernel", false, true, -1, 0, 0},
-                               {"PDL, combine kernel", true, true, -1, 0, 0},
-                               {"PDL, in-kernel merge", true, false, -1, 0, 0},
-                               {"PDL, merge, early tiles", true, false, 1, 0, 0},
-                               {"early + 2 tiles to L2", true, false, 1, 0, 2},
-                               {"early + 4 tiles to L2", true, false, 1, 0, 4},
-                               {"early + 8 tiles to L2", true, false, 1, 0, 8},
-                               {"PDL, merge, early tiles", true, false, 1, 0, 0}};
-    if (sweep)  // multiples of the SM count (1 = one CTA per SM in one wave)
-      for (int64_t m : {1, 2, 3, 4, 6, 8}) modes.push_back({"sweep", true, false, 1, m * sms, 0});
-    for (const Mode& mode : modes)
+    // target -1: the default plan without PDL, 0: the default plan with PDL; then multiples of the SM count
+    // (1 = one CTA per SM in one wave).
+    for (int64_t target : {int64_t{-1}, int64_t{0}, sms, 2 * sms, 3 * sms, 4 * sms, 6 * sms, 8 * sms})
     for (int64_t ctx : {32768, 131072}) {
       for (int64_t batch : {1, 8}) {
-        const int64_t target = mode.target;
-        if (target > 0 && batch == 8 && ctx == 131072) continue;  // the sweep's point is small grids
-        set_programmatic_launch(mode.pdl);
-        cuda::decode_two_kernel_override() = mode.two_kernels;
-        cuda::decode_split_target_ctas_override() = target;
-        cuda::decode_l2_prefetch_tiles_override() = mode.l2_tiles;
+        if (target > 0 && (!sweep || (batch == 8 && ctx == 131072))) continue;  // the sweep's point is small grids
+        set_programmatic_launch(target != -1);
+        cuda::decode_split_target_ctas_override() = target > 0 ? target : 0;
         const cuda::DecodeSplitPlan plan = cuda::plan_decode_splits(batch, n_q_heads, n_kv_heads, ctx, 0);
         const size_t cache_bytes = static_cast<size_t>(batch * ctx * n_kv_heads * head_dim) * 2 * 2;
         // copies of the cache so that the bytes between two reads of one copy exceed 4x L2 (at most 8)
@@ -90,36 +74,32 @@ int main(int argc, char** argv) {
         auto step = [&] {
           attention_decode_batch({.q = q.view(), .k_cache = k.view(), .v_cache = v.view(),
                                   .slots = slot_sets[static_cast<size_t>(it++ % copies)].view(), .lengths = d_len.view(),
-                                  .out = out.view(), .max_length = ctx, .fresh_rows = mode.fresh_rows});
+                                  .out = out.view(), .max_length = ctx});
         };
         const double ms = bench::time_ms(step, 30, 4, 3);
-        // The same bytes (this call's K and V slabs, copies rotated) through a plain streaming-read kernel: what
-        // a perfect reader of this size achieves, ramp and tail included.
         int64_t rit = 0;
         const size_t slab = cache_bytes / 2 / 16;  // uint4 per K (or V) region of one copy
         const double read_ms = bench::time_ms([&] {
           const int64_t c = rit++ % copies;
-          const auto* kp = static_cast<const uint4*>(k.data()) + c * slab;
-          const auto* vp = static_cast<const uint4*>(v.data()) + c * slab;
-          read_two_kernel<<<static_cast<unsigned>(sms * 4), 512>>>(kp, vp, slab, out.ptr<float>());
+          read_two_kernel<<<static_cast<unsigned>(sms * 4), 512>>>(static_cast<const uint4*>(k.data()) + c * slab,
+                                                                   static_cast<const uint4*>(v.data()) + c * slab, slab,
+                                                                   out.ptr<float>());
         }, 30, 4, 3);
         const double bytes = static_cast<double>(cache_bytes) + 2.0 * batch * n_q_heads * head_dim * 4;
         const double gbs = bytes / (ms * 1e6);
-        std::printf("decode attention ctx %6lld batch %lld %-24s target %4lld (%d splits of %d keys, %lld CTAs): %.3f ms, "
+        std::printf("decode attention ctx %6lld batch %lld target %4lld CTAs%s (%d splits of %d keys, %lld CTAs): %.3f ms, "
                     "%.0f GB/s = %.1f%% of streaming read, %.1f%% of copy\n",
-                    static_cast<long long>(ctx), static_cast<long long>(batch), mode.name, static_cast<long long>(target),
-                    plan.n_splits, plan.split_len, static_cast<long long>(plan.n_splits * batch * n_kv_heads), ms, gbs,
+                    static_cast<long long>(ctx), static_cast<long long>(batch), static_cast<long long>(target),
+                    target == -1 ? " no PDL" : target == 0 ? " PDL" : "", plan.n_splits, plan.split_len, static_cast<long long>(plan.n_splits * batch * n_kv_heads), ms, gbs,
                     100 * gbs / ceil.read_gbs, 100 * gbs / ceil.copy_gbs);
-        std::printf("   same bytes, streaming read: %.3f ms = %.1f%% of streaming read; the kernel at %.1f%% of it\n", read_ms,
-                    100 * bytes / (read_ms * 1e6) / ceil.read_gbs, 100 * read_ms / ms);
-        std::string key = "decode_ctx" + std::to_string(ctx) + "_b" + std::to_string(batch) + "_";
-        for (const char* c = mode.name; *c != 0; ++c) key += (*c == ' ' || *c == ',') ? '_' : *c;
-        bench::print_result(key + "_target" + std::to_string(target), gbs, "GB/s", ceil.read_gbs, "read");
+        std::printf("   same bytes, streaming read: %.3f ms = %.1f%% of streaming read; the kernel at %.1f%% of it\n",
+                    read_ms, 100 * bytes / (read_ms * 1e6) / ceil.read_gbs, 100 * read_ms / ms);
+        bench::print_result("decode_ctx" + std::to_string(ctx) + "_b" + std::to_string(batch) + "_target" +
+                                std::to_string(target),
+                            gbs, "GB/s", ceil.read_gbs, "read");
       }
     }
     cuda::decode_split_target_ctas_override() = 0;
-    cuda::decode_two_kernel_override() = false;
-    cuda::decode_l2_prefetch_tiles_override() = 0;
     set_programmatic_launch(true);
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -387,11 +387,6 @@ void* scratch(ScratchSlot slot, size_t bytes, int device) {
     // Round up to 1 MiB (grow-only: avoid a reallocation for every slightly larger request).
     const size_t rounded = (bytes + (size_t{1} << 20) - 1) & ~((size_t{1} << 20) - 1);
     buf = DeviceBuffer(rounded, device);
-    {
-      DeviceGuard guard(device);
-      SKV_CUDA_CHECK(cudaMemset(buf.data(), 0, rounded));
-      SKV_CUDA_CHECK(cudaDeviceSynchronize());  // zero before any stream's next kernel reads it
-    }
     ++g_scratch_generation;
   }
   return buf.data();

@@ -194,16 +194,8 @@ void copy_bytes_async(void* dst, const void* src, size_t bytes, StreamHandle str
 // Scratch memory the backend owns, one grow-only buffer per (device, slot), allocated on first use. Ops use it
 // for temporaries (linear's bf16 copy of x, the decode partials, the sampler's sort); growing frees the old
 // buffer after a device synchronize, so a planner should call reserve_scratch() with the largest size up front
-// (and must, before capturing CUDA graphs: an allocation inside a capture fails). A new buffer is zero-filled
-// (kDecodeArrivals relies on it: the decode attention kernel's per-head arrival counters, left zero by each call).
-enum class ScratchSlot : int {
-  kLinearInput = 0,
-  kAttentionPartials = 1,
-  kSampling = 2,
-  kMisc = 3,
-  kDecodeArrivals = 4,
-  kCount = 5
-};
+// (and must, before capturing CUDA graphs: an allocation inside a capture fails).
+enum class ScratchSlot : int { kLinearInput = 0, kAttentionPartials = 1, kSampling = 2, kMisc = 3, kCount = 4 };
 void* scratch(ScratchSlot slot, size_t bytes, int device = 0);
 void reserve_scratch(ScratchSlot slot, size_t bytes, int device = 0);
 size_t scratch_bytes(ScratchSlot slot, int device = 0);

@@ -67,8 +67,6 @@ CudaFullKvCache::CudaFullKvCache(int64_t n_layers, int64_t n_q_heads, int64_t n_
       if (bound == capacity) break;
     }
   if (floats > 0) reserve_scratch(ScratchSlot::kAttentionPartials, static_cast<size_t>(floats) * sizeof(float), device);
-  // The decode kernel's arrival counters: at most one int32 per (sequence, query head).
-  reserve_scratch(ScratchSlot::kDecodeArrivals, static_cast<size_t>(n_slots * n_q_heads) * sizeof(int32_t), device);
 }
 
 TensorView CudaFullKvCache::rows(const DeviceBuffer& slab) const {
@@ -201,10 +199,8 @@ void CudaFullKvCache::attend_decode(const DecodeBatch& batch, int layer, TensorV
   const int64_t row = n_kv_heads_ * head_dim_;
   cast_rows({.src = k.reshape({n, row}), .dst = rows(k_[l]), .dst_rows = rows_d});
   cast_rows({.src = v.reshape({n, row}), .dst = rows(v_[l]), .dst_rows = rows_d});
-  // The two stores above are the only writes since the step's upload: the cache rows before each sequence's
-  // newest one are settled, and the kernel may load them while the V store finishes (fresh_rows = 1).
   attention_decode_batch({.q = q, .k_cache = slab4(k_[l]), .v_cache = slab4(v_[l]), .slots = slots_d,
-                          .lengths = lengths_d, .out = out, .max_length = step_max_length_, .fresh_rows = 1});
+                          .lengths = lengths_d, .out = out, .max_length = step_max_length_});
 }
 
 MemoryUse CudaFullKvCache::memory_use() const {

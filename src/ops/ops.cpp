@@ -272,7 +272,6 @@ void attention_decode_batch(const AttentionDecodeBatchArgs& a) {
   require(a.slots.dim(0) == n_seqs && a.lengths.dim(0) == n_seqs, op, "slots and lengths must be [n_seqs]");
   require(a.max_length >= 0 && a.max_length <= capacity, op,
           "max_length " + std::to_string(a.max_length) + " is outside [0, capacity " + std::to_string(capacity) + "]");
-  require(a.fresh_rows >= -1, op, "fresh_rows " + std::to_string(a.fresh_rows) + " is below -1");
   if (on_cuda(dev)) {
     require_cuda_head_dim(op, head_dim);
     if (!a.workspace.empty()) {

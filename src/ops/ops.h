@@ -119,7 +119,7 @@ void attention_decode(const AttentionDecodeArgs& args);
 // One decode step of a batch of sequences of different lengths over a slotted KV cache: sequence i attends with
 // q[i] over keys [0, lengths[i]) of slot slots[i] (no mask). GQA as above.
 // CUDA: split-KV flash decoding (one CTA per (sequence, KV head, split) serves the whole GQA group, then a
-// log-sum-exp merge of the splits); head_dim 1..256, K/V both bf16 or both f32. bf16 K/V at head_dim 64 or 128: tensor cores
+// log-sum-exp combine); head_dim 1..256, K/V both bf16 or both f32. bf16 K/V at head_dim 64 or 128: tensor cores
 // (q rounded to bf16, f32 accumulation); anything else: the generic SIMT kernels (f32 products).
 // The CPU twin validates slots and lengths; on CUDA they are device data the host does not read: a sequence
 // whose slot is outside [0, n_slots) or whose length is outside [1, capacity] gets NaN outputs (never an
@@ -136,11 +136,6 @@ struct AttentionDecodeBatchArgs {
   int64_t max_length = 0;  // an upper bound of lengths (sizes the splits); 0: capacity. CUDA: a sequence
                            // longer than max_length gets NaN outputs (the CPU twin rejects it)
   float scale = 0.0f;      // 0: 1/sqrt(head_dim)
-  // CUDA, programmatic dependent launch: >= 0 promises that the kernel just before this call in the stream writes
-  // nothing this call reads except q and the last fresh_rows cache rows of each sequence (a decode step: 1, the
-  // newest row), with every earlier kernel complete (the PDL chain's rule, ops/cuda/common.cuh); the tensor-core
-  // kernel then starts loading the older rows before that kernel finishes. -1: no promise (the CPU ignores it).
-  int64_t fresh_rows = -1;
 };
 void attention_decode_batch(const AttentionDecodeBatchArgs& args);
 // The f32 elements of workspace the CUDA kernels need for these sizes, whichever kernel (tensor-core or generic)

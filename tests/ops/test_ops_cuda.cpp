@@ -349,35 +349,19 @@ void run_decode_case(const DecodeCase& c, uint64_t seed) {
   std::string what = "heads " + std::to_string(c.n_q_heads) + "/" + std::to_string(c.n_kv_heads) + " d " +
                      std::to_string(c.head_dim) + " lengths";
   for (int32_t l : c.lengths) what += " " + std::to_string(l);
-  // An explicit workspace poisoned with NaN: the merge must read only partials this call wrote.
-  DeviceBuffer dws(DType::kF32, {attention_decode_batch_workspace_floats(n_seqs, c.n_q_heads, c.n_kv_heads, c.head_dim, max_len)});
-  for (int run = 0; run < 6; ++run) {
-    const int64_t max_length = run % 2 == 0 ? 0 : max_len;  // the capacity's splits, the longest length's
-    const int64_t fresh_rows = run < 2 ? -1 : run < 4 ? 1 : 0;  // tiles loaded after / before the PDL wait
+  for (int64_t max_length : {int64_t{0}, int64_t{max_len}}) {
     poison_nan(dout.view());
-    AttentionDecodeBatchArgs args{.q = dq.view(), .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslots.view(),
-                                  .lengths = dlen.view(), .out = dout.view(), .max_length = max_length,
-                                  .fresh_rows = fresh_rows};
-    if (run >= 4) {
-      args.workspace = dws.view();
-      poison_nan(dws.view());
-    }
-    attention_decode_batch(args);
+    attention_decode_batch({.q = dq.view(), .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslots.view(),
+                            .lengths = dlen.view(), .out = dout.view(), .max_length = max_length});
     HostBuffer got = to_host(dout.view());
-    EXPECT_TRUE(finite_and_close_l2(got, want, kBf16RelL2))
-        << what << " max_length " << max_length << " fresh_rows " << fresh_rows << " vs CPU twin";
+    EXPECT_TRUE(finite_and_close_l2(got, want, kBf16RelL2)) << what << " max_length " << max_length << " vs CPU twin";
     // each sequence on its own too (a long one must not hide a wrong short one)
     for (int64_t i = 0; i < n_seqs; ++i) {
       const int64_t off = i * c.n_q_heads * c.head_dim, n = c.n_q_heads * c.head_dim;
       const double err = relative_l2_error(got.ptr<float>() + off, want.ptr<float>() + off, static_cast<size_t>(n));
-      EXPECT_LE(err, kBf16RelL2) << what << " sequence " << i << " run " << run;
+      EXPECT_LE(err, kBf16RelL2) << what << " sequence " << i;
     }
   }
-  // The last CTA of every (sequence, KV head) reset its arrival counter: all zero between calls.
-  const int64_t counters = n_seqs * c.n_q_heads;
-  std::vector<int32_t> arrivals(static_cast<size_t>(counters), -1);
-  copy_bytes(arrivals.data(), scratch(ScratchSlot::kDecodeArrivals, static_cast<size_t>(counters) * 4), arrivals.size() * 4);
-  EXPECT_EQ(std::count(arrivals.begin(), arrivals.end(), 0), counters) << what << ": arrival counters left non-zero";
   // float64 reference, per sequence
   for (int64_t i = 0; i < n_seqs; ++i) {
     const int32_t len = c.lengths[static_cast<size_t>(i)];
@@ -400,7 +384,7 @@ TEST(OpsCuda, AttentionDecodeBatchMatchesCpuAndFloat64) {
   run_decode_case({16, 2, 64, 5000, {4097, 3, 64, 65}}, 102);      // 8:1
   run_decode_case({28, 4, 128, 2000, {1999, 1}}, 103);             // 7:1
   run_decode_case({32, 1, 128, 700, {700}}, 104);                  // 32:1 (two CTAs per KV head)
-  run_decode_case({16, 2, 128, 6000, {6000}}, 105);                // 94 splits: the merge's 3 rounds of 32
+  run_decode_case({16, 2, 128, 6000, {6000}}, 105);                // 94 splits: the combine's 3 rounds of 32
   run_decode_case({32, 8, 128, 3000, {3000, 2999, 64, 65, 1}}, 106);  // one split, two, many in one batch
 }
 
@@ -413,17 +397,14 @@ TEST(OpsCuda, AttentionDecodeBatchInvalidSequenceGivesNaNOnly) {
   DeviceBuffer dslots = ints_to_device(std::vector<int32_t>{0, 5, 1}, DType::kI32);
   DeviceBuffer dlen = ints_to_device(std::vector<int32_t>{10, 10, 101}, DType::kI32);
   DeviceBuffer dout(DType::kF32, {3, n_q_heads, head_dim});
-  HostBuffer got;
-  for (int64_t fresh_rows : {int64_t{-1}, int64_t{1}}) {  // the invalid rows are never loaded, early or late
-    poison_nan(dout.view());
-    attention_decode_batch({.q = dq.view(), .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslots.view(),
-                            .lengths = dlen.view(), .out = dout.view(), .fresh_rows = fresh_rows});
-    got = to_host(dout.view());
-    for (int64_t e = 0; e < row; ++e) {
-      EXPECT_TRUE(std::isfinite(got.ptr<float>()[e]));
-      EXPECT_TRUE(std::isnan(got.ptr<float>()[row + e]));      // slot 5 of 2
-      EXPECT_TRUE(std::isnan(got.ptr<float>()[2 * row + e]));  // length 101 > capacity
-    }
+  poison_nan(dout.view());
+  attention_decode_batch({.q = dq.view(), .k_cache = dk.view(), .v_cache = dv.view(), .slots = dslots.view(),
+                          .lengths = dlen.view(), .out = dout.view()});
+  HostBuffer got = to_host(dout.view());
+  for (int64_t e = 0; e < row; ++e) {
+    EXPECT_TRUE(std::isfinite(got.ptr<float>()[e]));
+    EXPECT_TRUE(std::isnan(got.ptr<float>()[row + e]));      // slot 5 of 2
+    EXPECT_TRUE(std::isnan(got.ptr<float>()[2 * row + e]));  // length 101 > capacity
   }
   // A length past max_length's splits (max_length 1: one split of 64 keys) is NaN too, not a silent truncation;
   // the call after it is right again.

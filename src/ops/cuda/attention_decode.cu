@@ -1,17 +1,12 @@
-// attention_decode_batch (and attention_decode, its one-sequence case): split-KV flash decoding in one kernel.
+// attention_decode_batch (and attention_decode, its one-sequence case): split-KV flash decoding.
 //
-// One CTA per (split, KV head [x head unit], sequence): the CTA's query rows are the GQA group of the KV head (up
-// to 16 heads, zero-padded to the m16 of mma.sync), so every K/V element of the split is read from memory once
-// per step for the whole group. K/V tiles of kBlockN = 64 keys stream through a kStages-deep cp.async pipeline
-// (16-byte copies, rows past the sequence zero-filled); each of the 4 warps takes 16 keys of a tile: S = Q K^T
-// and O += P V on tensor cores (bf16 in, f32 accumulators) with its own online softmax; the warps merge through
-// shared memory and the CTA writes the split's normalized output and its log-sum-exp to the partials workspace.
-// The last CTA of a (sequence, KV head, head unit) to finish -- an arrival counter per CTA row, ScratchSlot::
-// kDecodeArrivals, zero between calls -- merges the splits (log-sum-exp-weighted mean) into out: no second
-// kernel, so the next kernel's CTAs (PDL) take the SMs as this grid's CTAs finish.
-//
-// fresh_rows >= 0 (a decode step: the newest row): the kernel before this one writes only q and those rows, so
-// the CTAs issue their first tiles' loads before waiting for it (PDL), hiding the first DRAM round trip.
+// Kernel 1, one CTA per (split, KV head [x head unit], sequence): the CTA's query rows are the GQA group of the
+// KV head (up to 16 heads, zero-padded to the m16 of mma.sync), so every K/V element of the split is read from
+// memory once per step for the whole group. K/V tiles of kBlockN = 64 keys stream through a kStages-deep
+// cp.async pipeline (16-byte copies, rows past the sequence zero-filled); each of the 4 warps takes 16 keys of
+// a tile: S = Q K^T and O += P V on tensor cores (bf16 in, f32 accumulators) with its own online softmax; the
+// warps merge through shared memory and the CTA writes the split's normalized output and its log-sum-exp.
+// Kernel 2 (combine), one CTA per (query head, sequence): the log-sum-exp-weighted mean of the splits.
 //
 // The splits are sized from max_length so that the grid fills the GPU about twice at batch 1 (8 KV heads at
 // 32K: 64 splits of 512 keys; decode_splits.h, shared with the generic kernel); CTAs whose split starts past
@@ -43,9 +38,6 @@ struct DecodeParams {
   float* partial_o;        // [n_seqs, n_q_heads, n_splits, D]
   float* partial_lse;      // [n_seqs, n_q_heads, n_splits] (log2 domain, scaled)
   float* out;              // [n_seqs, n_q_heads, D]
-  int32_t* arrivals;       // [n_seqs, n_kv_heads * head_units]: splits done this call, zero between calls
-  int fresh_rows;          // >= 0: rows below len - fresh_rows may be read before the previous grid completes
-  int l2_prefetch_tiles;   // with fresh_rows >= 0: tiles after the prologue's prefetched into L2 before the wait
   int n_q_heads, n_kv_heads, group, hpc, head_units;
   int n_slots;
   int64_t capacity;
@@ -67,72 +59,14 @@ __device__ __forceinline__ bool sequence_valid(const DecodeParams& p, int seq, i
   return slot >= 0 && slot < p.n_slots && len >= 1 && static_cast<int64_t>(len) <= p.capacity;
 }
 
-// The merge of the last CTA of a (sequence, KV head, head unit): out rows = the log-sum-exp-weighted mean of the
-// `used` splits' partials. One warp per query row, each lane D/32 columns; a round issues 16 splits' loads at once
-// (L2 round trips, not bandwidth, are its cost).
-template <int D>
-__device__ __forceinline__ void merge_splits(const DecodeParams& p, int64_t part_row0, int64_t out_row0, int n_rows,
-                                             int used, int warp, int lane) {
-  constexpr int kCols = D / 32;
-  constexpr int kRound = 16;
-  for (int r = warp; r < n_rows; r += kWarps) {
-    const float* lse = p.partial_lse + (part_row0 + r) * p.n_splits;
-    const float* po = p.partial_o + (part_row0 + r) * p.n_splits * D + lane * kCols;  // [split] stride D
-    const float ls0 = lane < used ? __ldcg(lse + lane) : -INFINITY;
-    float mx = ls0;
-    for (int s = lane + 32; s < used; s += 32) mx = fmaxf(mx, __ldcg(lse + s));
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    float acc[kCols];
-#pragma unroll
-    for (int c = 0; c < kCols; ++c) acc[c] = 0.0f;
-    float W = 0.0f;
-    for (int s0 = 0; s0 < used; s0 += 32) {
-      const float ls = s0 == 0 ? ls0 : s0 + lane < used ? __ldcg(lse + s0 + lane) : -INFINITY;
-      const float w = ls == -INFINITY ? 0.0f : fast_exp2(ls - mx);  // the weight of split s0 + lane
-#pragma unroll
-      for (int j0 = 0; j0 < 32; j0 += kRound) {
-        float v[kRound][kCols];
-#pragma unroll
-        for (int j = 0; j < kRound; ++j) {
-          const int s = s0 + j0 + j;
-          if constexpr (kCols == 4) {
-            const float4 x = s < used ? __ldcg(reinterpret_cast<const float4*>(po + static_cast<int64_t>(s) * D))
-                                      : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            v[j][0] = x.x, v[j][1] = x.y, v[j][2] = x.z, v[j][3] = x.w;
-          } else {
-            static_assert(kCols == 2, "head_dim 64 or 128");
-            const float2 x = s < used ? __ldcg(reinterpret_cast<const float2*>(po + static_cast<int64_t>(s) * D))
-                                      : make_float2(0.0f, 0.0f);
-            v[j][0] = x.x, v[j][1] = x.y;
-          }
-        }
-#pragma unroll
-        for (int j = 0; j < kRound; ++j) {
-          const float wj = __shfl_sync(0xffffffffu, w, j0 + j);
-          W += wj;
-#pragma unroll
-          for (int c = 0; c < kCols; ++c) acc[c] = fmaf(wj, v[j][c], acc[c]);
-        }
-      }
-    }
-    float* out = p.out + (out_row0 + r) * D + lane * kCols;
-#pragma unroll
-    for (int c = 0; c < kCols; ++c) out[c] = W > 0.0f ? acc[c] / W : __int_as_float(0x7fc00000);
-  }
-}
-
 template <int D>
 __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodeParams p) {
-  // Before the previous grid completes only the sequence table and settled cache rows may be read (fresh_rows).
-  const bool early = p.fresh_rows >= 0;
-  if (!early) pdl_enter();
+  pdl_enter();  // q, the cache (its newest row) and the lengths come from the kernels and copies before
   constexpr int kStride = D + 8;
   constexpr int kChunks = D / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __nv_bfloat16* sK = reinterpret_cast<__nv_bfloat16*>(smem_raw);  // [kStages][kBlockN][kStride]
   __nv_bfloat16* sV = sK + kStages * kBlockN * kStride;
-  __shared__ int s_last;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, tig = lane & 3;
@@ -140,15 +74,16 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
   const int kvh = blockIdx.y / p.head_units, hunit = blockIdx.y % p.head_units;
   const int head0 = kvh * p.group + hunit * p.hpc;                 // first query head of the CTA
   const int n_rows = min(p.hpc, p.group - hunit * p.hpc);          // query heads of the CTA
-  const int64_t out_row0 = static_cast<int64_t>(seq) * p.n_q_heads + head0;  // (seq, head0) row of out
-  const int64_t part_row0 = out_row0;                                         // and of the partials
+  const int64_t part_row0 = static_cast<int64_t>(seq) * p.n_q_heads + head0;  // (seq, head0) row of partials
 
   int slot, len;
-  // A length past the splits (max_length was too small) would silently drop keys: NaN instead.
-  const bool valid = sequence_valid(p, seq, slot, len) && static_cast<int64_t>(len) <= static_cast<int64_t>(p.n_splits) * p.split_len;
+  const bool valid = sequence_valid(p, seq, slot, len);
   const int start = split * p.split_len;
   const int end = valid ? min(len, start + p.split_len) : 0;
-  const int used = valid ? (len + p.split_len - 1) / p.split_len : 0;  // splits with keys
+  if (start >= end) {  // nothing to attend in this split (the combine skips -inf)
+    if (tid < n_rows) p.partial_lse[(part_row0 + tid) * p.n_splits + split] = -INFINITY;
+    return;
+  }
 
   const int64_t key_stride = static_cast<int64_t>(p.n_kv_heads) * D;
   const __nv_bfloat16* kbase = p.k + static_cast<int64_t>(slot) * p.capacity * key_stride + static_cast<int64_t>(kvh) * D;
@@ -168,38 +103,6 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
       cp_async16(dv + r * kStride + c * 8, vbase + off, in ? 16 : 0);
     }
   };
-  auto load_prologue = [&] {
-#pragma unroll
-    for (int t = 0; t < kStages - 1; ++t) {
-      if (t < n_tiles) load_tile(t, t);
-      cp_async_commit();
-    }
-  };
-
-  bool loaded = false;
-  if (early) {
-    // The prologue's rows [start, min(end, start + (kStages - 1) * kBlockN)) are settled: load them now.
-    const int settled = len - p.fresh_rows;
-    if (start < end && min(end, start + (kStages - 1) * kBlockN) <= settled) {
-      load_prologue();
-      loaded = true;
-      // And the next tiles' settled rows into L2, a 128-byte line per prefetch (K and V rows of D * 2 bytes).
-      constexpr int kLines = D * 2 / 128;
-      const int pf0 = start + (kStages - 1) * kBlockN;
-      const int pf_rows = min(min(end, settled), pf0 + p.l2_prefetch_tiles * kBlockN) - pf0;
-      for (int i = tid; i < pf_rows * 2 * kLines; i += kThreads) {
-        const int r = i / (2 * kLines), which = (i / kLines) % 2, line = i % kLines;
-        prefetch_l2((which == 0 ? kbase : vbase) + static_cast<int64_t>(pf0 + r) * key_stride + line * 64);
-      }
-    }
-    pdl_enter();
-  }
-  if (start >= end) {  // nothing to attend in this split; an invalid sequence's outputs are NaN (split 0 writes)
-    if (!valid && split == 0)
-      for (int i = tid; i < n_rows * D; i += kThreads) p.out[out_row0 * D + i] = __int_as_float(0x7fc00000);
-    return;
-  }
-  if (!loaded) load_prologue();
 
   float o[D / 8][4];
 #pragma unroll
@@ -208,10 +111,15 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
     for (int e = 0; e < 4; ++e) o[dt][e] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
+#pragma unroll
+  for (int t = 0; t < kStages - 1; ++t) {
+    if (t < n_tiles) load_tile(t, t);
+    cp_async_commit();
+  }
   // Q rows (the group's heads) as bf16 A fragments, straight from global memory, while the first tiles load.
   uint32_t qa[D / 16][4];
   {
-    const float* q0 = p.q + out_row0 * D;
+    const float* q0 = p.q + part_row0 * D;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
@@ -312,7 +220,6 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
       *reinterpret_cast<float2*>(sm_o + (warp * 16 + r) * D + dt * 8 + tig * 2) = make_float2(o[dt][2 * h], o[dt][2 * h + 1]);
   }
   __syncthreads();
-  const bool single = used == 1 && p.arrivals != nullptr;  // the only split: its output is the answer
   for (int i = tid; i < n_rows * D; i += kThreads) {
     const int r = i / D, d = i % D;
     float mx = -INFINITY;
@@ -327,30 +234,10 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
         O += sm_o[(w * 16 + r) * D + d] * f;
       }
     }
-    if (single) {
-      p.out[(out_row0 + r) * D + d] = L > 0.0f ? O / L : __int_as_float(0x7fc00000);
-      continue;
-    }
     const int64_t prow = (part_row0 + r) * p.n_splits + split;
     p.partial_o[prow * D + d] = L > 0.0f ? O / L : 0.0f;
     if (d == 0) p.partial_lse[prow] = L > 0.0f ? mx + log2f(L) : -INFINITY;
   }
-  if (single || p.arrivals == nullptr) return;
-
-  // ---- the last split CTA of this (sequence, KV head, head unit) merges all splits.
-  __threadfence();  // this CTA's partials are visible device-wide before it counts itself
-  __syncthreads();
-  if (tid == 0) {
-    int32_t* counter = p.arrivals + static_cast<int64_t>(seq) * gridDim.y + blockIdx.y;
-    s_last = atomicAdd(counter, 1) == used - 1;
-    // Every split of this call has arrived: reset for the next call, whose CTAs count only after this grid
-    // completes (they wait for it before their first tile).
-    if (s_last) *counter = 0;
-  }
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  merge_splits<D>(p, part_row0, out_row0, n_rows, used, warp, lane);
 }
 
 // One CTA of D threads per (query head, sequence). It moves a few kilobytes from L2, so its time is round trips:
@@ -399,8 +286,7 @@ __global__ void __launch_bounds__(D) decode_combine_kernel(const DecodeParams p)
 void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const int32_t* slots,
                 const int32_t* lengths, float* out, float* workspace, int64_t workspace_floats, int64_t n_seqs,
                 int64_t n_q_heads, int64_t n_kv_heads, int64_t head_dim, int64_t n_slots, int64_t capacity,
-                int64_t fixed_len, int64_t max_length, int64_t fresh_rows, float scale, int device,
-                cudaStream_t stream) {
+                int64_t fixed_len, int64_t max_length, float scale, int device, cudaStream_t stream) {
   SKV_ASSERT_MSG(capacity <= INT32_MAX && n_seqs <= 65535 && n_q_heads <= 65535, "attention_decode: sizes");
   DecodeParams p{};
   p.q = q;
@@ -429,12 +315,6 @@ void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, 
   }
   p.partial_o = workspace;
   p.partial_lse = workspace + n_seqs * n_q_heads * p.n_splits * head_dim;
-  const bool two_kernels = decode_two_kernel_override();
-  p.arrivals = two_kernels ? nullptr
-                           : static_cast<int32_t*>(scratch(ScratchSlot::kDecodeArrivals,
-                                                           decode_arrivals_bytes(n_seqs, n_kv_heads, plan), device));
-  p.fresh_rows = two_kernels && !decode_two_kernel_early() ? -1 : static_cast<int>(std::clamp<int64_t>(fresh_rows, -1, INT32_MAX));
-  p.l2_prefetch_tiles = decode_l2_prefetch_tiles_override();
   const dim3 grid(static_cast<unsigned>(p.n_splits), static_cast<unsigned>(n_kv_heads * p.head_units),
                   static_cast<unsigned>(n_seqs));
   const dim3 combine_grid(static_cast<unsigned>(n_q_heads), static_cast<unsigned>(n_seqs));
@@ -442,13 +322,13 @@ void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, 
     constexpr size_t smem = decode_smem_bytes<64>();
     SKV_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     launch_after_previous(decode_split_kernel<64>, grid, kThreads, smem, stream, p);
-    if (two_kernels) launch_after_previous(decode_combine_kernel<64>, combine_grid, 64, 0, stream, p);
+    launch_after_previous(decode_combine_kernel<64>, combine_grid, 64, 0, stream, p);
   } else {
     SKV_ASSERT(head_dim == 128);
     constexpr size_t smem = decode_smem_bytes<128>();
     SKV_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     launch_after_previous(decode_split_kernel<128>, grid, kThreads, smem, stream, p);
-    if (two_kernels) launch_after_previous(decode_combine_kernel<128>, combine_grid, 128, 0, stream, p);
+    launch_after_previous(decode_combine_kernel<128>, combine_grid, 128, 0, stream, p);
   }
 }
 
@@ -473,7 +353,7 @@ void attention_decode_batch(const AttentionDecodeBatchArgs& a) {
              a.slots.ptr<const int32_t>(), a.lengths.ptr<const int32_t>(), a.out.ptr<float>(),
              a.workspace.empty() ? nullptr : a.workspace.ptr<float>(), a.workspace.empty() ? 0 : a.workspace.dim(0),
              a.q.dim(0), a.q.dim(1), a.k_cache.dim(2), a.q.dim(2), a.k_cache.dim(0), capacity, capacity,
-             a.max_length > 0 ? a.max_length : capacity, a.fresh_rows, a.scale, a.out.device.index, ctx.stream);
+             a.max_length > 0 ? a.max_length : capacity, a.scale, a.out.device.index, ctx.stream);
 }
 
 void attention_decode(const AttentionDecodeArgs& a) {
@@ -484,7 +364,7 @@ void attention_decode(const AttentionDecodeArgs& a) {
   const int64_t kv_len = a.k.dim(0);
   run_decode(a.q.ptr<const float>(), a.k.ptr<const __nv_bfloat16>(), a.v.ptr<const __nv_bfloat16>(), nullptr,
              nullptr, a.out.ptr<float>(), nullptr, 0, 1, a.q.dim(0), a.k.dim(1), a.q.dim(1), 1, kv_len, kv_len, kv_len,
-             -1, a.scale, a.out.device.index, ctx.stream);
+             a.scale, a.out.device.index, ctx.stream);
 }
 
 }  // namespace skv::cuda

@@ -54,9 +54,6 @@ inline void require_aligned(const char* op, const char* name, const TensorView& 
 //    exits included (a grid whose CTAs never wait could complete before its predecessor, breaking the chain
 //    for the kernel after it);
 //  - it then calls allow_next_grid_launch(), so at most one grid waits ahead of the running one.
-// So when a kernel starts, every grid before its immediate predecessor has completed (the predecessor's CTAs all
-// passed their wait): what those wrote may be read before the wait, only the predecessor's own writes may not
-// (the decode attention kernel loads settled cache rows early, AttentionDecodeBatchArgs::fresh_rows).
 // Without PDL (older devices, set_programmatic_launch(false)) both instructions are no-ops and the launch is an
 // ordinary one. Graph capture keeps the programmatic edges.
 
@@ -94,11 +91,6 @@ void launch_after_previous(void (*kernel)(Params...), dim3 grid, dim3 block, siz
   config.attrs = attribute;
   config.numAttrs = 1;
   SKV_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
-}
-
-// Brings the 128-byte line holding p into L2 (no registers, no completion to wait for).
-__device__ __forceinline__ void prefetch_l2(const void* p) {
-  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
 }
 
 // ---- element loads as float

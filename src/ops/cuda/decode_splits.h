@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 
 #include "backend/device.h"
 
@@ -60,31 +59,6 @@ inline DecodeSplitPlan plan_decode_splits(int64_t n_seqs, int64_t n_q_heads, int
   plan.split_len = static_cast<int>(split_len);
   plan.n_splits = static_cast<int>((max_len + split_len - 1) / split_len);
   return plan;
-}
-
-// Bytes of the tensor-core kernel's arrival counters (ScratchSlot::kDecodeArrivals): one int32 per CTA row
-// (sequence, KV head, head unit); at most n_seqs * n_q_heads * 4.
-inline size_t decode_arrivals_bytes(int64_t n_seqs, int64_t n_kv_heads, const DecodeSplitPlan& plan) {
-  return static_cast<size_t>(n_seqs * n_kv_heads * plan.head_units) * sizeof(int32_t);
-}
-
-// A/B switch for one benchmark run: true runs the kernel as before the in-kernel merge (the separate combine
-// kernel, no loads before the PDL wait); bench_attention_decode's modes, SKV_DECODE_TWO_KERNELS=1 for the model.
-inline bool& decode_two_kernel_override() {
-  static bool two = std::getenv("SKV_DECODE_TWO_KERNELS") != nullptr;
-  return two;
-}
-// SKV_DECODE_TWO_KERNELS=2: the combine kernel, but the early tiles kept (fresh_rows honoured).
-inline bool decode_two_kernel_early() {
-  const char* e = std::getenv("SKV_DECODE_TWO_KERNELS");
-  return e != nullptr && e[0] == '2';
-}
-
-// Tiles (64 keys) after the prologue's that each CTA prefetches into L2 before the PDL wait (fresh_rows >= 0).
-// A knob for one benchmark run (bench_attention_decode's modes).
-inline int& decode_l2_prefetch_tiles_override() {
-  static int tiles = 0;
-  return tiles;
 }
 
 // f32 elements of the partials workspace for a plan.
