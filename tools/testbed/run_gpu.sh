@@ -2,6 +2,7 @@
 # One training run of the testbed model on the GPU machine (<= ~9.5 min wall clock, all included), then the
 # engine's greedy evaluation of the result (see ENGINE_EVAL below):
 #   bash tools/testbed/run_gpu.sh          (run with `.testbed` carried: the data, and a checkpoint if any)
+#   CHAIN=scratch bash tools/testbed/run_gpu.sh   (the next run of a from-scratch chain, config "chains")
 # Resumes from .testbed/checkpoint/ckpt.pt when present, else trains the tokenizer and starts fresh.
 # Trains ~7.5 min (hard budget inside train.py), then exports the HF directory and evaluates at
 # 4K/8K/16K/32K on held-out haystacks. Everything lands in $OUT (see train.py's docstring).
@@ -27,8 +28,15 @@ PYEOF
 "$PY" tools/testbed/test_tasks.py > "$OUT/test_tasks.txt" 2>&1 || { tail -20 "$OUT/test_tasks.txt"; exit 3; }
 rm -f "$OUT/test_tasks.txt"
 # Resume from a checkpoint carried in .testbed/checkpoint, else from the one committed beside the model.
+# CHAIN=NAME: the next run of config chains[NAME] (train.py --chain), from .testbed/checkpoint only (absent: the
+# chain's first run, from scratch).
 ckpt_dir=.testbed/checkpoint
-if [ ! -f "$ckpt_dir/ckpt.pt" ] && [ -f models/testbed/checkpoint/ckpt.pt ]; then ckpt_dir=models/testbed/checkpoint; fi
+CHAIN_ARGS=()
+if [ -n "${CHAIN:-}" ]; then
+  CHAIN_ARGS=(--chain "$CHAIN")
+elif [ ! -f "$ckpt_dir/ckpt.pt" ] && [ -f models/testbed/checkpoint/ckpt.pt ]; then
+  ckpt_dir=models/testbed/checkpoint
+fi
 
 # The engine's own measure (issue 6's targets are greedy runs of shadowkv eval, which the training script's
 # teacher-forced evaluation over-estimates, e.g. when the model stops an answer early): build shadowkv in the
@@ -47,7 +55,7 @@ if [ "$ENGINE_EVAL" = 1 ]; then
   TOTAL_BUDGET=${TOTAL_BUDGET:-480}
 fi
 rc=0
-"$PY" tools/testbed/train.py --out "$OUT" --preset gpu --ckpt-dir "$ckpt_dir" \
+"$PY" tools/testbed/train.py --out "$OUT" --preset gpu --ckpt-dir "$ckpt_dir" "${CHAIN_ARGS[@]}" \
   --train-budget "${TRAIN_BUDGET:-450}" --total-budget "${TOTAL_BUDGET:-555}" --eval-reserve "${EVAL_RESERVE:-80}" ||
   rc=$?
 if [ "$ENGINE_EVAL" = 1 ]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CPU smoke test of the whole pipeline at a tiny size (~1.5 min on 2 cores, Debian's python3-torch):
-# unit tests, fresh run, resume from its checkpoint with data workers, export, eval, C++ loader check.
+# unit tests, fresh run, resume from its checkpoint with data workers, export, eval, a two-run chain, C++ loader check.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY="${PYTHON:-/usr/bin/python3}"
@@ -12,6 +12,12 @@ rm -rf "$D"; mkdir -p "$D/ckpt"
 cp "$D/run1/checkpoint/ckpt.pt" "$D/ckpt/"
 "$PY" tools/testbed/train.py --preset smoke --out "$D/run2" --ckpt-dir "$D/ckpt" --workers 2 \
   --train-budget 15 --total-budget 60 --eval-reserve 10 | grep -E "resuming|training done|SUMMARY"
+# The chain: its first run from scratch, its second resumed (config smoke.train.chains.scratch).
+"$PY" tools/testbed/train.py --preset smoke --chain scratch --out "$D/chain1" --ckpt-dir "$D/none" \
+  --train-budget 10 --total-budget 60 --eval-reserve 20 | grep -E "chain|training done"
+mkdir -p "$D/chain-ckpt" && cp "$D/chain1/checkpoint/ckpt.pt" "$D/chain-ckpt/"
+"$PY" tools/testbed/train.py --preset smoke --chain scratch --out "$D/chain2" --ckpt-dir "$D/chain-ckpt" \
+  --train-budget 10 --total-budget 60 --eval-reserve 20 | grep -E "chain|training run|training done"
 for exe in build-cli/tools/shadowkv build/tools/shadowkv; do
   if [ -x "$exe" ]; then "$exe" info --model "$D/run2/model" | head -6; break; fi
 done

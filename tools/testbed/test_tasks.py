@@ -111,6 +111,27 @@ def check_phases():
     bare = {"curriculum": [{"until": 1.01, "lengths": {"512": 1}}], "task_mix": {"lm": 1}}
     assert train.phase_at(bare, 0.5) == train.Phase({"512": 1}, {"lm": 1}, {}, 0.0, 1.0, 0)
     assert last["until"] > 1.0
+    check_chains(train, json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.json"))))
+
+
+def check_chains(train, cfg):
+    """Every run of every chain (train.chain_run): phases that end past 1, lengths the model takes, known tasks
+    with positive weights, the entry's rate."""
+    tc, max_len = cfg["train"], cfg["model"]["max_position_embeddings"]
+    for name, runs in tc["chains"].items():
+        for i, entry in enumerate(runs):
+            rt = train.chain_run(tc, name, i)
+            assert rt["chain_lr_scale"] == entry.get("lr_scale", 1.0) and rt["chain_run"] == i
+            assert rt["curriculum"][-1]["until"] > 1.0, (name, i)
+            for p in (0.0, 0.3, 0.6, 0.99):
+                ph = train.phase_at(rt, p)
+                assert all(0 < int(L) <= max_len for L in ph.lengths), (name, i, ph.lengths)
+                assert set(ph.task_mix) <= set(T.TASKS) | {"lm"} and min(ph.task_mix.values()) > 0, (name, i)
+    try:
+        train.chain_run(tc, "scratch", len(tc["chains"]["scratch"]))  # past the chain's end
+        raise AssertionError("chain_run ran past the chain's end")
+    except SystemExit:
+        pass
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@
 Resumes from --ckpt-dir/ckpt.pt when it exists (weights in bf16, the tokenizer, counters; no optimizer
 moments: AdamW re-warms for `resume_warmup_steps` at `resume_lr_scale` x the peak rate). Otherwise trains
 the byte-level BPE tokenizer first (HF `tokenizers`; the pure-Python fallback only with --preset smoke).
+--chain NAME follows config["chains"][NAME] instead: a from-scratch schedule fixed in advance, one entry per
+run (its curriculum and peak-rate scale; the checkpoint's run index picks the entry), so a whole training is
+one recipe rather than a road of resumes.
 Schedules (learning rate, length curriculum) run on the fraction of the training time budget used, so a
 run always ends cooled down, whatever the speed of the machine; runs are therefore not bit-reproducible.
 Writes under OUT: checkpoint/ckpt.pt, model/{config.json, model.safetensors, tokenizer.json,
@@ -72,6 +75,19 @@ class Phase(NamedTuple):
     end_loss_weight: float  # answer-loss weight of the closing <|eos|> (default 1)
     end_jitter: int        # largest tail of another document after a sample (default 0: a sample's tail is
                            # drawn in [0, min(end_jitter, L // 8)])
+
+
+def chain_run(tc, chain, run_index):
+    """The training config of run `run_index` of chain `chain` (config["train"]["chains"][chain]): tc with the
+    entry's curriculum, its peak-rate scale ("lr_scale", 1 if absent) and warm-up ("warmup_steps") applied."""
+    runs = tc.get("chains", {}).get(chain)
+    if not runs:
+        sys.exit(f"no chain {chain!r} in the config (have: {', '.join(tc.get('chains', {})) or 'none'})")
+    if run_index >= len(runs):
+        sys.exit(f"chain {chain!r} has {len(runs)} runs; the checkpoint has done {run_index}")
+    entry = runs[run_index]
+    return dict(tc, curriculum=entry["curriculum"], chain_lr_scale=entry.get("lr_scale", 1.0),
+                warmup_steps=entry.get("warmup_steps", tc["warmup_steps"]), chain=chain, chain_run=run_index)
 
 
 def phase_at(tc, p):
@@ -209,6 +225,8 @@ def main():
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--device", default=None)
     ap.add_argument("--eval-only", action="store_true", help="evaluate --ckpt-dir/ckpt.pt, no training")
+    ap.add_argument("--chain", default=None, help="follow config chains[NAME] (one entry per run) instead of "
+                    "curriculum / resume_curriculum")
     args = ap.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
@@ -258,6 +276,11 @@ def main():
     if tok.vocab_size > mc["vocab_size"]:
         sys.exit(f"tokenizer has {tok.vocab_size} ids > vocab_size {mc['vocab_size']}")
     run_index = ck["run_index"] + 1 if ck else 0
+    if args.chain and not args.eval_only:
+        if ck and ck.get("chain") != args.chain:
+            sys.exit(f"{ck_path} was not trained by chain {args.chain!r} (its chain: {ck.get('chain')})")
+        tc = chain_run(tc, args.chain, run_index)
+        log(f"chain {args.chain}: run {run_index + 1} of {len(tc['chains'][args.chain])}")
 
     # ---- data
     cc = tc.get("corpus_chars")
@@ -281,7 +304,7 @@ def main():
 
     state = {"step": ck["step"] if ck else 0, "tokens": ck["tokens"] if ck else 0,
              "train_seconds": ck["train_seconds"] if ck else 0.0, "run_index": run_index,
-             "runs": ck["runs"] if ck else [], "train_config": tc}
+             "runs": ck["runs"] if ck else [], "train_config": tc, "chain": args.chain or (ck or {}).get("chain")}
     ck_out = os.path.join(args.out, "checkpoint", "ckpt.pt")
     # Evaluation haystacks: the held-out texts as they are and whitespace-flattened, as shadowkv eval lays out
     # RULER's essays (the engine's runs found answers cut short on flattened text at 16K-32K that the unflattened
@@ -329,9 +352,10 @@ def main():
 def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, quick, ck_out, resumed, deadline,
           flat=None):
     progress = mp.Value("d", 0.0, lock=False)
-    if resumed and "resume_curriculum" in tc:  # a resumed run has its own phases (e.g. skills the first missed)
+    chained = "chain" in tc  # the chain entry's curriculum and rate (chain_run), resumed or not
+    if resumed and not chained and "resume_curriculum" in tc:  # a resumed run: its own phases
         tc = dict(tc, curriculum=tc["resume_curriculum"])
-    floor = tc.get("resume_curriculum_floor", 0.0) if resumed else 0.0
+    floor = tc.get("resume_curriculum_floor", 0.0) if resumed and not chained else 0.0
     progress.value = floor
     ds = Batches(tc, tok, corpora, words, progress, [tc["seed"], state["run_index"]], flat=flat)
     workers = args.workers if args.workers is not None else (min(12, (os.cpu_count() or 2) - 2) if device.type == "cuda" else 0)
@@ -348,8 +372,11 @@ def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, qu
         opt_kw["fused"] = True
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}], **opt_kw)
-    peak = tc["lr"] * (tc["resume_lr_scale"] if resumed else 1.0)
-    warm = tc["resume_warmup_steps"] if resumed else tc["warmup_steps"]
+    if chained:
+        peak, warm = tc["lr"] * tc["chain_lr_scale"], tc["warmup_steps"]
+    else:
+        peak = tc["lr"] * (tc["resume_lr_scale"] if resumed else 1.0)
+        warm = tc["resume_warmup_steps"] if resumed else tc["warmup_steps"]
 
     t_start = time.time()
     budget = max(1.0, min(args.train_budget, deadline - args.eval_reserve - t_start))
