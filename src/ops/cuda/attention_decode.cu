@@ -18,6 +18,7 @@
 
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/decode_call.cuh"
 #include "ops/cuda/decode_splits.h"
 
 namespace skv::cuda {
@@ -29,21 +30,11 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kStages = 3;
 static_assert(kDecodeSplitQuantum % kBlockN == 0, "splits must be whole tiles");
 
-struct DecodeParams {
-  const float* q;
-  const __nv_bfloat16* k;
-  const __nv_bfloat16* v;
-  const int32_t* slots;    // nullptr: slot = sequence index
-  const int32_t* lengths;  // nullptr: fixed_len
-  float* partial_o;        // [n_seqs, n_q_heads, n_splits, D]
-  float* partial_lse;      // [n_seqs, n_q_heads, n_splits] (log2 domain, scaled)
-  float* out;              // [n_seqs, n_q_heads, D]
-  int n_q_heads, n_kv_heads, group, hpc, head_units;
-  int n_slots;
-  int64_t capacity;
-  int fixed_len;
-  int n_splits, split_len;
-  float scale_log2;
+// The sequences, plan and partials (decode_call.cuh), the bf16 cache and the softmax scale in log2 units.
+struct DecodeParams : DecodeSequences {
+  const __nv_bfloat16* k;  // [n_slots, capacity, n_kv_heads, D]
+  const __nv_bfloat16* v;  // [n_slots, capacity, n_kv_heads, D]
+  float scale_log2;        // partial_lse is in this log2 domain
 };
 
 template <int D>
@@ -51,12 +42,6 @@ constexpr size_t decode_smem_bytes() {
   const size_t pipeline = static_cast<size_t>(kStages) * 2 * kBlockN * (D + 8) * 2;
   const size_t merge = static_cast<size_t>(kWarps) * 16 * (D + 2) * 4;
   return std::max(pipeline, merge);
-}
-
-__device__ __forceinline__ bool sequence_valid(const DecodeParams& p, int seq, int& slot, int& len) {
-  slot = p.slots != nullptr ? p.slots[seq] : seq;
-  len = p.lengths != nullptr ? p.lengths[seq] : p.fixed_len;
-  return slot >= 0 && slot < p.n_slots && len >= 1 && static_cast<int64_t>(len) <= p.capacity;
 }
 
 template <int D>
@@ -283,52 +268,23 @@ __global__ void __launch_bounds__(D) decode_combine_kernel(const DecodeParams p)
   out[d] = W > 0.0f ? acc / W : __int_as_float(0x7fc00000);
 }
 
-void run_decode(const float* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const int32_t* slots,
-                const int32_t* lengths, float* out, float* workspace, int64_t workspace_floats, int64_t n_seqs,
-                int64_t n_q_heads, int64_t n_kv_heads, int64_t head_dim, int64_t n_slots, int64_t capacity,
-                int64_t fixed_len, int64_t max_length, float scale, int device, cudaStream_t stream) {
-  SKV_ASSERT_MSG(capacity <= INT32_MAX && n_seqs <= 65535 && n_q_heads <= 65535, "attention_decode: sizes");
+void run_decode(const DecodeCall& c, cudaStream_t stream) {
   DecodeParams p{};
-  p.q = q;
-  p.k = k;
-  p.v = v;
-  p.slots = slots;
-  p.lengths = lengths;
-  p.out = out;
-  p.n_q_heads = static_cast<int>(n_q_heads);
-  p.n_kv_heads = static_cast<int>(n_kv_heads);
-  p.group = static_cast<int>(n_q_heads / n_kv_heads);
-  const DecodeSplitPlan plan = plan_decode_splits(n_seqs, n_q_heads, n_kv_heads, max_length, device);
-  p.hpc = plan.heads_per_cta;
-  p.head_units = plan.head_units;
-  p.n_slots = static_cast<int>(n_slots);
-  p.capacity = capacity;
-  p.fixed_len = static_cast<int>(fixed_len);
-  p.n_splits = plan.n_splits;
-  p.split_len = plan.split_len;
-  p.scale_log2 = (scale != 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(head_dim))) * 1.4426950408889634f;
-  const int64_t need = decode_partials_floats(n_seqs, n_q_heads, head_dim, plan);
-  if (workspace == nullptr) {
-    workspace = static_cast<float*>(scratch(ScratchSlot::kAttentionPartials, static_cast<size_t>(need) * sizeof(float), device));
-  } else {
-    SKV_ASSERT_MSG(workspace_floats >= need, "attention_decode_batch: workspace too small");
-  }
-  p.partial_o = workspace;
-  p.partial_lse = workspace + n_seqs * n_q_heads * p.n_splits * head_dim;
-  const dim3 grid(static_cast<unsigned>(p.n_splits), static_cast<unsigned>(n_kv_heads * p.head_units),
-                  static_cast<unsigned>(n_seqs));
-  const dim3 combine_grid(static_cast<unsigned>(n_q_heads), static_cast<unsigned>(n_seqs));
-  if (head_dim == 64) {
+  static_cast<DecodeSequences&>(p) = c.seqs;
+  p.k = static_cast<const __nv_bfloat16*>(c.k);
+  p.v = static_cast<const __nv_bfloat16*>(c.v);
+  p.scale_log2 = c.scale * 1.4426950408889634f;
+  if (c.head_dim == 64) {
     constexpr size_t smem = decode_smem_bytes<64>();
     SKV_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    launch_after_previous(decode_split_kernel<64>, grid, kThreads, smem, stream, p);
-    launch_after_previous(decode_combine_kernel<64>, combine_grid, 64, 0, stream, p);
+    launch_after_previous(decode_split_kernel<64>, c.split_grid, kThreads, smem, stream, p);
+    launch_after_previous(decode_combine_kernel<64>, c.combine_grid, 64, 0, stream, p);
   } else {
-    SKV_ASSERT(head_dim == 128);
+    SKV_ASSERT(c.head_dim == 128);
     constexpr size_t smem = decode_smem_bytes<128>();
     SKV_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    launch_after_previous(decode_split_kernel<128>, grid, kThreads, smem, stream, p);
-    launch_after_previous(decode_combine_kernel<128>, combine_grid, 128, 0, stream, p);
+    launch_after_previous(decode_split_kernel<128>, c.split_grid, kThreads, smem, stream, p);
+    launch_after_previous(decode_combine_kernel<128>, c.combine_grid, 128, 0, stream, p);
   }
 }
 
@@ -348,12 +304,7 @@ void attention_decode_batch(const AttentionDecodeBatchArgs& a) {
                          {"workspace", &a.workspace}})
     require_aligned("attention_decode_batch", name, *t, 16);
   OpContext ctx(a.out);
-  const int64_t capacity = a.k_cache.dim(1);
-  run_decode(a.q.ptr<const float>(), a.k_cache.ptr<const __nv_bfloat16>(), a.v_cache.ptr<const __nv_bfloat16>(),
-             a.slots.ptr<const int32_t>(), a.lengths.ptr<const int32_t>(), a.out.ptr<float>(),
-             a.workspace.empty() ? nullptr : a.workspace.ptr<float>(), a.workspace.empty() ? 0 : a.workspace.dim(0),
-             a.q.dim(0), a.q.dim(1), a.k_cache.dim(2), a.q.dim(2), a.k_cache.dim(0), capacity, capacity,
-             a.max_length > 0 ? a.max_length : capacity, a.scale, a.out.device.index, ctx.stream);
+  run_decode(make_decode_call(a), ctx.stream);
 }
 
 void attention_decode(const AttentionDecodeArgs& a) {
@@ -361,10 +312,7 @@ void attention_decode(const AttentionDecodeArgs& a) {
   for (auto [name, t] : {std::pair{"q", &a.q}, {"k", &a.k}, {"v", &a.v}, {"out", &a.out}})
     require_aligned("attention_decode", name, *t, 16);
   OpContext ctx(a.out);
-  const int64_t kv_len = a.k.dim(0);
-  run_decode(a.q.ptr<const float>(), a.k.ptr<const __nv_bfloat16>(), a.v.ptr<const __nv_bfloat16>(), nullptr,
-             nullptr, a.out.ptr<float>(), nullptr, 0, 1, a.q.dim(0), a.k.dim(1), a.q.dim(1), 1, kv_len, kv_len, kv_len,
-             a.scale, a.out.device.index, ctx.stream);
+  run_decode(make_decode_call(a), ctx.stream);
 }
 
 }  // namespace skv::cuda

@@ -33,6 +33,7 @@
 
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/decode_call.cuh"
 #include "ops/cuda/decode_splits.h"
 
 namespace skv::cuda {
@@ -252,29 +253,13 @@ void launch_prefill(const PrefillParams& p, unsigned blocks, cudaStream_t stream
 
 // ---- decode
 
-struct DecodeParams {
-  const float* q;          // [n_seqs, n_q_heads, D]
-  const void* k;           // [n_slots, capacity, n_kv_heads, D] f32 or bf16
-  const void* v;           // [n_slots, capacity, n_kv_heads, D] as k
-  const int32_t* slots;    // [n_seqs], or nullptr: slot = sequence index
-  const int32_t* lengths;  // [n_seqs], or nullptr: fixed_len
-  float* partial_o;        // [n_seqs, n_q_heads, n_splits, D]
-  float* partial_lse;      // [n_seqs, n_q_heads, n_splits] (natural log, scaled scores)
-  float* out;              // [n_seqs, n_q_heads, D]
-  int n_q_heads, n_kv_heads, group, hpc, head_units;
-  int n_slots;
-  int64_t capacity;
-  int fixed_len;
-  int n_splits, split_len;
+// The sequences, plan and partials (decode_call.cuh), the cache as stored (f32 or bf16) and the tile geometry.
+struct DecodeParams : DecodeSequences {
+  const void* k;  // [n_slots, capacity, n_kv_heads, D] f32 or bf16
+  const void* v;  // [n_slots, capacity, n_kv_heads, D] as k
   int head_dim, ld;
-  float scale;
+  float scale;    // partial_lse is in natural log of scaled scores
 };
-
-__device__ __forceinline__ bool sequence_valid(const DecodeParams& p, int seq, int& slot, int& len) {
-  slot = p.slots != nullptr ? p.slots[seq] : seq;
-  len = p.lengths != nullptr ? p.lengths[seq] : p.fixed_len;
-  return slot >= 0 && slot < p.n_slots && len >= 1 && static_cast<int64_t>(len) <= p.capacity;
-}
 
 template <typename TKV>
 __global__ void __launch_bounds__(kThreads) decode_generic_split_kernel(const DecodeParams p) {
@@ -358,51 +343,19 @@ void launch_decode(const DecodeParams& p, dim3 grid, dim3 combine_grid, cudaStre
   launch_after_previous(decode_generic_combine_kernel, combine_grid, combine_threads, 0, stream, p);
 }
 
-// k and v: the first element of slot 0 ([n_slots, capacity, n_kv_heads, head_dim], f32 or bf16 = kv_dtype).
-void run_decode(const float* q, const void* k, const void* v, DType kv_dtype, const int32_t* slots,
-                const int32_t* lengths, float* out, float* workspace, int64_t workspace_floats, int64_t n_seqs,
-                int64_t n_q_heads, int64_t n_kv_heads, int64_t head_dim, int64_t n_slots, int64_t capacity,
-                int64_t fixed_len, int64_t max_length, float scale, int device, cudaStream_t stream) {
-  SKV_ASSERT_MSG(capacity <= INT32_MAX && n_seqs <= 65535 && n_q_heads <= 65535 && n_slots <= INT32_MAX,
-                 "attention_decode (generic): sizes");
-  SKV_ASSERT(head_dim >= 1 && head_dim <= kGenericMaxHeadDim);
+void run_decode(const DecodeCall& c, cudaStream_t stream) {
+  SKV_ASSERT(c.head_dim >= 1 && c.head_dim <= kGenericMaxHeadDim);
   DecodeParams p{};
-  p.q = q;
-  p.k = k;
-  p.v = v;
-  p.slots = slots;
-  p.lengths = lengths;
-  p.out = out;
-  p.n_q_heads = static_cast<int>(n_q_heads);
-  p.n_kv_heads = static_cast<int>(n_kv_heads);
-  p.group = static_cast<int>(n_q_heads / n_kv_heads);
-  const DecodeSplitPlan plan = plan_decode_splits(n_seqs, n_q_heads, n_kv_heads, max_length, device);
-  p.hpc = plan.heads_per_cta;
-  p.head_units = plan.head_units;
-  p.n_slots = static_cast<int>(n_slots);
-  p.capacity = capacity;
-  p.fixed_len = static_cast<int>(fixed_len);
-  p.n_splits = plan.n_splits;
-  p.split_len = plan.split_len;
-  p.head_dim = static_cast<int>(head_dim);
+  static_cast<DecodeSequences&>(p) = c.seqs;
+  p.k = c.k;
+  p.v = c.v;
+  p.head_dim = static_cast<int>(c.head_dim);
   p.ld = padded_ld(p.head_dim);
-  p.scale = scale != 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(head_dim));
-  const int64_t need = decode_partials_floats(n_seqs, n_q_heads, head_dim, plan);
-  if (workspace == nullptr) {
-    workspace = static_cast<float*>(
-        scratch(ScratchSlot::kAttentionPartials, static_cast<size_t>(need) * sizeof(float), device));
-  } else {
-    SKV_ASSERT_MSG(workspace_floats >= need, "attention_decode_batch: workspace too small");
-  }
-  p.partial_o = workspace;
-  p.partial_lse = workspace + n_seqs * n_q_heads * p.n_splits * head_dim;
-  const dim3 grid(static_cast<unsigned>(p.n_splits), static_cast<unsigned>(n_kv_heads * p.head_units),
-                  static_cast<unsigned>(n_seqs));
-  const dim3 combine_grid(static_cast<unsigned>(n_q_heads), static_cast<unsigned>(n_seqs));
-  if (kv_dtype == DType::kF32)
-    launch_decode<float>(p, grid, combine_grid, stream);
+  p.scale = c.scale;
+  if (c.kv_dtype == DType::kF32)
+    launch_decode<float>(p, c.split_grid, c.combine_grid, stream);
   else
-    launch_decode<__nv_bfloat16>(p, grid, combine_grid, stream);
+    launch_decode<__nv_bfloat16>(p, c.split_grid, c.combine_grid, stream);
 }
 
 }  // namespace
@@ -444,19 +397,12 @@ void attention_prefill_generic(const AttentionPrefillArgs& a) {
 
 void attention_decode_batch_generic(const AttentionDecodeBatchArgs& a) {
   OpContext ctx(a.out);
-  const int64_t capacity = a.k_cache.dim(1);
-  run_decode(a.q.ptr<const float>(), a.k_cache.data, a.v_cache.data, a.k_cache.dtype, a.slots.ptr<const int32_t>(),
-             a.lengths.ptr<const int32_t>(), a.out.ptr<float>(),
-             a.workspace.empty() ? nullptr : a.workspace.ptr<float>(), a.workspace.empty() ? 0 : a.workspace.dim(0),
-             a.q.dim(0), a.q.dim(1), a.k_cache.dim(2), a.q.dim(2), a.k_cache.dim(0), capacity, capacity,
-             a.max_length > 0 ? a.max_length : capacity, a.scale, a.out.device.index, ctx.stream);
+  run_decode(make_decode_call(a), ctx.stream);
 }
 
 void attention_decode_generic(const AttentionDecodeArgs& a) {
   OpContext ctx(a.out);
-  const int64_t kv_len = a.k.dim(0);
-  run_decode(a.q.ptr<const float>(), a.k.data, a.v.data, a.k.dtype, nullptr, nullptr, a.out.ptr<float>(), nullptr, 0,
-             1, a.q.dim(0), a.k.dim(1), a.q.dim(1), 1, kv_len, kv_len, kv_len, a.scale, a.out.device.index, ctx.stream);
+  run_decode(make_decode_call(a), ctx.stream);
 }
 
 }  // namespace skv::cuda
