@@ -6,6 +6,7 @@
 # alone takes ~4.7 minutes on an H200, 8.8M tokens): with ONLY_EVAL=1 and a warm build directory the whole call
 # fits the device tool's 10 minutes; the tests and the benchmark add ~3 minutes more.
 #   OUT=/tmp/out scripts/gpu_eval_testbed.sh       # CONTEXTS=4k,8k,16k,32k SAMPLES=16 ONLY_EVAL=0
+# MODEL_DIR: the model evaluated (default models/testbed; e.g. a training chain's exported $OUT/model, carried).
 # The haystack: HAYSTACK, else .testbed/data/kjv.heldout.txt (carry .testbed: the held-out 8% of the KJV text the
 # model never trained on; tools/testbed/prepare_data.py), else Debian's KJV (not installed on the GPU machines).
 set -uo pipefail
@@ -13,6 +14,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export PATH="$PATH:/usr/local/cuda/bin" SKV_REQUIRE_CUDA=1
 OUT=${OUT:-$ROOT/gpu-out}
 BUILD=${BUILD_DIR:-$ROOT/build-gpu}
+MODEL_DIR=${MODEL_DIR:-$ROOT/models/testbed}
 mkdir -p "$OUT"
 HAYSTACK=${HAYSTACK:-}
 [ -z "$HAYSTACK" ] && [ -f "$ROOT/.testbed/data/kjv.heldout.txt" ] && HAYSTACK="$ROOT/.testbed/data/kjv.heldout.txt"
@@ -33,12 +35,12 @@ command -v ninja > /dev/null && GEN=(-G Ninja)
     grep -E "^testbed|OK|FAILED|Failure|actual" | head -20
   fi
   echo "== eval (full attention, f32 weights + f32 KV)"
-  time timeout 400 "$BUILD/shadowkv" eval --device cuda --weight-dtype f32 --kv-dtype f32 --model "$ROOT/models/testbed" \
+  time timeout 400 "$BUILD/shadowkv" eval --device cuda --weight-dtype f32 --kv-dtype f32 --model "$MODEL_DIR" \
     --tasks "$TASKS" --context "${CONTEXTS:-4k,8k,16k,32k}" --samples "${SAMPLES:-16}" --attention full \
     "${HAY[@]}" --out "$OUT/eval.jsonl" 2> "$OUT/eval-progress.txt" > "$OUT/eval-table.txt"
   cat "$OUT/eval-table.txt"
   tail -c 300 "$OUT/eval-progress.txt" | tr '\r' '\n' | tail -3
-  "$BUILD/shadowkv" eval --device cuda --weight-dtype f32 --kv-dtype f32 --model "$ROOT/models/testbed" \
+  "$BUILD/shadowkv" eval --device cuda --weight-dtype f32 --kv-dtype f32 --model "$MODEL_DIR" \
     --tasks "$TASKS" --context "${CONTEXTS:-4k,8k,16k,32k}" --samples "${SAMPLES:-16}" --attention full \
     "${HAY[@]}" --out "$OUT/eval.jsonl" --json > "$OUT/eval-summary.json" 2> /dev/null
   [ "${ONLY_EVAL:-0}" = 1 ] && exit 0
