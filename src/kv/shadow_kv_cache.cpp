@@ -197,6 +197,7 @@ void ShadowKvCache::build_layer(Sequence& s, Layer& l, int64_t layer) {
   const Layout& lay = s.layout;
   const int64_t H = n_kv_heads_, hd = head_dim_, kv_dim = H * hd, c = params_.chunk_size;
   l.exact = lay.exact || params_.is_dense(layer);
+  l.calibrating = !l.exact && params_.dense_capture > 0.0;
   const int64_t S = lay.prompt_tokens, chunked = lay.chunked_tokens, first = l.exact ? 0 : lay.recent_start();
   l.recent_capacity = s.capacity - first;
 
@@ -259,12 +260,13 @@ void ShadowKvCache::build_layer(Sequence& s, Layer& l, int64_t layer) {
     l.slot_v.assign(l.slot_k.size(), 0.0f);
   }
 
-  // The exact prompt copies are no longer needed, except as the reference of report mode.
+  // The exact prompt copies are no longer needed, except as the reference of report mode (or of the first
+  // decode step's calibration).
   std::vector<float>().swap(l.k_pre);
   if (report_) {
     l.k.reserve(static_cast<size_t>(s.capacity * kv_dim));
     l.v.reserve(static_cast<size_t>(s.capacity * kv_dim));
-  } else {
+  } else if (!l.calibrating) {
     std::vector<float>().swap(l.k);
     std::vector<float>().swap(l.v);
   }
@@ -306,7 +308,7 @@ void ShadowKvCache::decode_one(Sequence& s, Layer& l, const float* q, const floa
   }
   ++l.recent_len;
   ++l.n_tokens;
-  if (report != nullptr) {
+  if (report != nullptr || l.calibrating) {
     l.k.insert(l.k.end(), k, k + H * hd);
     l.v.insert(l.v.end(), v, v + H * hd);
   }
@@ -371,8 +373,51 @@ void ShadowKvCache::decode_one(Sequence& s, Layer& l, const float* q, const floa
     stats.selected_chunks += H * top_k;
     stats.reused_chunks += hits;
   }
-  if (report != nullptr) measure(s, l, q, out, *report);
   l.has_previous_selection = true;
+  if (l.calibrating) calibrate(s, l, q, out, stats);
+  if (report != nullptr) measure(s, l, q, out, *report);
+}
+
+void ShadowKvCache::calibrate(Sequence& s, Layer& l, const float* q, float* out, LayerReport& stats) {
+  LayerReport r;
+  measure(s, l, q, out, r);
+  l.calibrating = false;
+  ++stats.calibrated_sequences;
+  if (r.chunk_oracle_mass > 0.0 && r.attended_mass < params_.dense_capture * r.chunk_oracle_mass) {
+    ++stats.exact_sequences;
+    make_exact(s, l);
+    const int64_t H = n_kv_heads_, hd = head_dim_;
+    const SparseKvSegment segments[] = {{f32_view(l.recent_k, {H, l.recent_capacity, hd}),
+                                         f32_view(l.recent_v, {H, l.recent_capacity, hd}), l.recent_len}};
+    attend_sparse({.q = TensorView(const_cast<float*>(q), DType::kF32, {n_q_heads_, hd}), .segments = segments,
+                   .out = TensorView(out, DType::kF32, {n_q_heads_, hd})});
+  }
+  if (!report_) {
+    std::vector<float>().swap(l.k);
+    std::vector<float>().swap(l.v);
+  }
+}
+
+void ShadowKvCache::make_exact(Sequence& s, Layer& l) {
+  const int64_t H = n_kv_heads_, hd = head_dim_, n = l.n_tokens;
+  SKV_ASSERT_MSG(static_cast<int64_t>(l.k.size()) == n * H * hd, "make_exact needs the layer's exact keys");
+  l.recent_capacity = s.capacity;
+  l.recent_k.assign(static_cast<size_t>(H * l.recent_capacity * hd), 0.0f);
+  l.recent_v.assign(l.recent_k.size(), 0.0f);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t h = 0; h < H; ++h) {
+      const auto src = static_cast<std::ptrdiff_t>((t * H + h) * hd), dst = static_cast<std::ptrdiff_t>((h * l.recent_capacity + t) * hd);
+      std::copy_n(l.k.begin() + src, hd, l.recent_k.begin() + dst);
+      std::copy_n(l.v.begin() + src, hd, l.recent_v.begin() + dst);
+    }
+  l.recent_len = n;
+  l.exact = true;
+  for (std::vector<float>* v : {&l.u, &l.sv, &l.landmarks, &l.outlier_k, &l.outlier_v, &l.slot_k, &l.slot_v})
+    std::vector<float>().swap(*v);
+  std::vector<uint8_t>().swap(l.is_outlier);
+  std::vector<int64_t>().swap(l.outliers);
+  std::vector<int64_t>().swap(l.slots);
+  l.values = HostValueStore();
 }
 
 void ShadowKvCache::oracle_scores(const Sequence& s, const Layer& l, const float* q) {

@@ -20,6 +20,8 @@
 //  is exact over outliers + selected chunks + local window + generated tokens (attend_sparse).
 //  When the budget covers the whole chunked part (sparse_budget >= S'), the sequence uses exact attention over
 //  every token instead, and the cache records one notice (notice()).
+//  Extensions (off by default): dense_layers keep exact attention in the listed layers; dense_capture chooses
+//  them per sequence at its first decode step (ShadowParams).
 #pragma once
 
 #include <map>
@@ -47,6 +49,10 @@ struct LayerReport {
   int64_t top_key_hits = 0;        // of those, the ones whose highest-weight key was attended
   int64_t selected_chunks = 0;     // chunk selections (per KV head) in steps that had a previous selection
   int64_t reused_chunks = 0;       // of those, chunks already resident from the previous step
+  // ShadowParams::dense_capture (counted in every mode): sequences whose first decode step measured this layer,
+  // and of those, the ones where it switched to exact attention.
+  int64_t calibrated_sequences = 0;
+  int64_t exact_sequences = 0;
 
   // Adds another report of the same layer (other sequences or runs).
   void merge(const LayerReport& o) {
@@ -59,6 +65,8 @@ struct LayerReport {
     top_key_hits += o.top_key_hits;
     selected_chunks += o.selected_chunks;
     reused_chunks += o.reused_chunks;
+    calibrated_sequences += o.calibrated_sequences;
+    exact_sequences += o.exact_sequences;
   }
   double mean_attended_mass() const { return steps ? attended_mass / static_cast<double>(steps) : 0.0; }
   double mean_best_mass() const { return steps ? best_mass / static_cast<double>(steps) : 0.0; }
@@ -157,6 +165,7 @@ class ShadowKvCache final : public KvCache {
     int64_t recent_len = 0;
     int64_t recent_capacity = 0;  // capacity - the first recent token (0 for an exact layer)
     bool exact = false;           // exact attention over every token: an exact sequence or a dense layer
+    bool calibrating = false;     // dense_capture: exact k/v kept until the first decode step decides
   };
   struct Sequence {
     int64_t capacity = 0;
@@ -171,6 +180,12 @@ class ShadowKvCache final : public KvCache {
   void decode_one(Sequence& s, Layer& l, const float* q, const float* k, const float* v, float* out,
                   LayerReport& stats, bool measured);
   void measure(const Sequence& s, const Layer& l, const float* q, const float* out, LayerReport& r);
+  // dense_capture, at the layer's first decode step: measures the landmark selection; below the threshold the
+  // layer turns exact (make_exact) and this step's output is recomputed exactly.
+  void calibrate(Sequence& s, Layer& l, const float* q, float* out, LayerReport& stats);
+  // Turns a sparse layer into an exact one from its exact k/v (every token, head-major in the recent segment)
+  // and frees its sparse structures.
+  void make_exact(Sequence& s, Layer& l);
   // ShadowParams::oracle_selection: scores_[h, chunk] = the exact attention mass of the chunk's tokens, max over
   // KV head h's query heads (outliers -inf).
   void oracle_scores(const Sequence& s, const Layer& l, const float* q);

@@ -342,6 +342,52 @@ TEST(ShadowKvCache, DenseLayersAttendExactlyOthersStaySparse) {
   EXPECT_THROW(make_shadow(d, p, 2), Error);
 }
 
+// dense_capture (an extension): at the first decode step a layer whose landmarks capture less than the given share
+// of what the best chunks would turns exact for the rest of the sequence (this step's output included); a layer
+// above it stays sparse, bit for bit as without the option, and drops the exact copies it kept for the check.
+TEST(ShadowKvCache, DenseCaptureTurnsExactTheLayersWhoseLandmarksMiss) {
+  const int64_t hd = 16, S = 72;  // the wrong-selection case of ReportSeparatesWrongSelectionFromSmallBudget
+  Data d = make_data(1, 1, hd, S, 3, 450);
+  std::fill(d.k.begin(), d.k.end(), 0.0f);
+  d.k[static_cast<size_t>((2 * 8 + 3) * hd)] = 3.0f;
+  for (int64_t i = 0; i < 8; ++i) d.k[static_cast<size_t>((5 * 8 + i) * hd)] = 1.0f;
+  d.k_pre = d.k;
+  std::fill(d.dq.begin(), d.dq.end(), 0.0f);
+  for (int64_t s = 0; s < 3; ++s) d.dq[static_cast<size_t>(s * hd)] = 10.0f;
+  ShadowParams p{.sparse_budget = 8, .rank = 4, .chunk_size = 8, .outlier_chunks = 0, .local_chunks = 1};
+  // Landmarks capture ~0.09 of the weight where chunk 2 holds ~0.95: any share above 0.1 switches.
+  p.dense_capture = 0.5;
+  ShadowKvCache calibrated = make_shadow(d, p);
+  FullKvCache full(1, 1, hd);
+  const auto got = run(calibrated, d), want = run(full, d);
+  EXPECT_TRUE(testing::tensors_near(got.data(), want.data(), got.size(), 1e-6, 1e-5));
+  EXPECT_EQ(calibrated.report()[0].calibrated_sequences, 1);
+  EXPECT_EQ(calibrated.report()[0].exact_sequences, 1);
+  EXPECT_EQ(calibrated.report()[0].steps, 0);  // counted without report mode, nothing else measured
+
+  // A share the landmarks reach: the layer stays sparse, identical to the paper's policy, and frees its copies.
+  const Data r = make_data(8, 2, 16, 203, 5, 810);
+  ShadowParams q{.sparse_budget = 48, .rank = 6, .chunk_size = 8, .outlier_chunks = 2, .local_chunks = 2};
+  ShadowKvCache plain = make_shadow(r, q, 2);
+  const auto sparse = run(plain, r, 2);
+  q.dense_capture = 1e-6;
+  ShadowKvCache kept = make_shadow(r, q, 2);
+  const auto same = run(kept, r, 2);
+  EXPECT_EQ(std::memcmp(sparse.data(), same.data(), sparse.size() * sizeof(float)), 0);
+  EXPECT_EQ(kept.report()[0].calibrated_sequences, 1);
+  EXPECT_EQ(kept.report()[1].calibrated_sequences, 1);
+  EXPECT_EQ(kept.report()[0].exact_sequences + kept.report()[1].exact_sequences, 0);
+  EXPECT_EQ(kept.memory_use().device_bytes, plain.memory_use().device_bytes);
+  // A dense layer is not measured (it is exact already); the threshold is a share.
+  q.dense_layers = {0};
+  ShadowKvCache one_dense = make_shadow(r, q, 2);
+  (void)run(one_dense, r, 2);
+  EXPECT_EQ(one_dense.report()[0].calibrated_sequences, 0);
+  EXPECT_EQ(one_dense.report()[1].calibrated_sequences, 1);
+  q.dense_capture = 1.5;
+  EXPECT_THROW(make_shadow(r, q, 2), Error);
+}
+
 TEST(ShadowKvCache, LayoutOfThePrompt) {
   const ShadowParams p{.sparse_budget = 64, .rank = 500, .chunk_size = 8, .outlier_chunks = -1, .local_chunks = 4};
   const auto lay = ShadowKvCache::plan(p, 256, 1003);  // 1003 = 121 * 8 + 32 + 3

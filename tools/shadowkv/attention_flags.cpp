@@ -26,6 +26,12 @@ void add_attention_flags(CLI::App& cmd, AttentionFlags& f, bool with_policy) {
                  "stay resident): for layers whose attention --report shows too diffuse for the budget "
                  "(default none: every layer sparse, as in the paper)")
       ->delimiter(',');
+  cmd.add_option("--dense-capture", f.shadow.dense_capture,
+                 "ShadowKV: choose dense layers per sequence: at the first decode step each layer compares the "
+                 "attention mass its landmark selection captures with what the best chunks of the same budget "
+                 "would (against exact attention, so exact K/V are kept until then); below this fraction the layer "
+                 "keeps exact attention for the rest of the sequence. 0 = off, as in the paper (default 0; 0.75 "
+                 "is a reasonable start; --report shows the choices)");
   cmd.add_option("--selection", f.selection,
                  "ShadowKV: how chunks are chosen each step: landmarks (default, the paper's) or oracle (a "
                  "diagnostic: the chunks of highest exact attention mass, so the cache keeps every exact key; "

@@ -13,7 +13,9 @@ nlohmann::json report_json(const std::vector<LayerReport>& layers) {
                    {"best_mass", r.mean_best_mass()},
                    {"top_key_hit_rate", r.top_key_hit_rate()},
                    {"output_rel_error", r.mean_output_error()},
-                   {"hit_rate", r.hit_rate()}});
+                   {"hit_rate", r.hit_rate()},
+                   {"calibrated_sequences", r.calibrated_sequences},
+                   {"exact_sequences", r.exact_sequences}});
   }
   return out;
 }
@@ -43,6 +45,13 @@ void print_report(std::FILE* out, const std::string& title, const std::vector<La
   const double n = layers.empty() ? 1.0 : static_cast<double>(layers.size());
   std::fprintf(out, "%5s %7s %9.4f %12.4f %9.4f %8.3f %14.4f %6.3f\n", "mean", "", mass / n, oracle / n, best / n,
                top / n, err / n, reuse / n);
+  // --dense-capture: which layers the first decode step switched to exact attention, in how many sequences.
+  std::string chosen;
+  for (size_t l = 0; l < layers.size(); ++l)
+    if (layers[l].calibrated_sequences > 0)
+      chosen += " " + std::to_string(l) + ":" + std::to_string(layers[l].exact_sequences) + "/" +
+                std::to_string(layers[l].calibrated_sequences);
+  if (!chosen.empty()) std::fprintf(out, "  exact after the first step (layer:sequences/measured):%s\n", chosen.c_str());
 }
 
 }  // namespace skv::cli
