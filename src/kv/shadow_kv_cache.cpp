@@ -197,7 +197,7 @@ void ShadowKvCache::build_layer(Sequence& s, Layer& l, int64_t layer) {
   const Layout& lay = s.layout;
   const int64_t H = n_kv_heads_, hd = head_dim_, kv_dim = H * hd, c = params_.chunk_size;
   l.exact = lay.exact || params_.is_dense(layer);
-  l.calibrating = !l.exact && params_.dense_capture > 0.0;
+  l.calibration_steps = !l.exact && params_.dense_capture > 0.0 ? params_.dense_capture_steps : 0;
   const int64_t S = lay.prompt_tokens, chunked = lay.chunked_tokens, first = l.exact ? 0 : lay.recent_start();
   l.recent_capacity = s.capacity - first;
 
@@ -266,7 +266,7 @@ void ShadowKvCache::build_layer(Sequence& s, Layer& l, int64_t layer) {
   if (report_) {
     l.k.reserve(static_cast<size_t>(s.capacity * kv_dim));
     l.v.reserve(static_cast<size_t>(s.capacity * kv_dim));
-  } else if (!l.calibrating) {
+  } else if (l.calibration_steps == 0) {
     std::vector<float>().swap(l.k);
     std::vector<float>().swap(l.v);
   }
@@ -308,7 +308,7 @@ void ShadowKvCache::decode_one(Sequence& s, Layer& l, const float* q, const floa
   }
   ++l.recent_len;
   ++l.n_tokens;
-  if (report != nullptr || l.calibrating) {
+  if (report != nullptr || l.calibration_steps > 0) {
     l.k.insert(l.k.end(), k, k + H * hd);
     l.v.insert(l.v.end(), v, v + H * hd);
   }
@@ -374,16 +374,18 @@ void ShadowKvCache::decode_one(Sequence& s, Layer& l, const float* q, const floa
     stats.reused_chunks += hits;
   }
   l.has_previous_selection = true;
-  if (l.calibrating) calibrate(s, l, q, out, stats);
+  if (l.calibration_steps > 0) calibrate(s, l, q, out, stats);
   if (report != nullptr) measure(s, l, q, out, *report);
 }
 
 void ShadowKvCache::calibrate(Sequence& s, Layer& l, const float* q, float* out, LayerReport& stats) {
   LayerReport r;
   measure(s, l, q, out, r);
-  l.calibrating = false;
-  ++stats.calibrated_sequences;
-  if (r.chunk_oracle_mass > 0.0 && r.attended_mass < params_.dense_capture * r.chunk_oracle_mass) {
+  if (l.calibration_steps == params_.dense_capture_steps) ++stats.calibrated_sequences;  // its first measured step
+  const bool miss = r.chunk_oracle_mass > 0.0 && r.attended_mass < params_.dense_capture * r.chunk_oracle_mass;
+  l.calibration_steps = miss ? 0 : l.calibration_steps - 1;
+  if (l.calibration_steps > 0) return;  // measured again next step
+  if (miss) {
     ++stats.exact_sequences;
     make_exact(s, l);
     const int64_t H = n_kv_heads_, hd = head_dim_;

@@ -49,7 +49,7 @@ struct LayerReport {
   int64_t top_key_hits = 0;        // of those, the ones whose highest-weight key was attended
   int64_t selected_chunks = 0;     // chunk selections (per KV head) in steps that had a previous selection
   int64_t reused_chunks = 0;       // of those, chunks already resident from the previous step
-  // ShadowParams::dense_capture (counted in every mode): sequences whose first decode step measured this layer,
+  // ShadowParams::dense_capture (counted in every mode): sequences whose first decode steps measured this layer,
   // and of those, the ones where it switched to exact attention.
   int64_t calibrated_sequences = 0;
   int64_t exact_sequences = 0;
@@ -165,7 +165,7 @@ class ShadowKvCache final : public KvCache {
     int64_t recent_len = 0;
     int64_t recent_capacity = 0;  // capacity - the first recent token (0 for an exact layer)
     bool exact = false;           // exact attention over every token: an exact sequence or a dense layer
-    bool calibrating = false;     // dense_capture: exact k/v kept until the first decode step decides
+    int64_t calibration_steps = 0;  // dense_capture: decode steps still to measure (exact k/v kept until 0)
   };
   struct Sequence {
     int64_t capacity = 0;
@@ -180,8 +180,8 @@ class ShadowKvCache final : public KvCache {
   void decode_one(Sequence& s, Layer& l, const float* q, const float* k, const float* v, float* out,
                   LayerReport& stats, bool measured);
   void measure(const Sequence& s, const Layer& l, const float* q, const float* out, LayerReport& r);
-  // dense_capture, at the layer's first decode step: measures the landmark selection; below the threshold the
-  // layer turns exact (make_exact) and this step's output is recomputed exactly.
+  // dense_capture, at each of the layer's first decode steps: measures the landmark selection; below the
+  // threshold the layer turns exact (make_exact) and this step's output is recomputed exactly.
   void calibrate(Sequence& s, Layer& l, const float* q, float* out, LayerReport& stats);
   // Turns a sparse layer into an exact one from its exact k/v (every token, head-major in the recent segment)
   // and frees its sparse structures.

@@ -43,6 +43,8 @@ void ShadowParams::validate() const {
   if (local_chunks < 0) invalid("local_chunks must be at least 0, got " + std::to_string(local_chunks));
   if (!(dense_capture >= 0.0 && dense_capture <= 1.0))
     invalid("dense_capture must be in [0, 1] (0: off), got " + std::to_string(dense_capture));
+  if (dense_capture_steps < 1 || dense_capture_steps > kMaxTokens)
+    invalid("dense_capture_steps must be at least 1, got " + std::to_string(dense_capture_steps));
   for (const int64_t l : dense_layers)
     if (l < 0 || l >= kMaxTokens) invalid("dense_layers holds " + std::to_string(l) + ", not a layer index");
 }

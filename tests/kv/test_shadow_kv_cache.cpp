@@ -386,6 +386,24 @@ TEST(ShadowKvCache, DenseCaptureTurnsExactTheLayersWhoseLandmarksMiss) {
   EXPECT_EQ(one_dense.report()[1].calibrated_sequences, 1);
   q.dense_capture = 1.5;
   EXPECT_THROW(make_shadow(r, q, 2), Error);
+  q.dense_capture = 0.5;
+  q.dense_capture_steps = 0;
+  EXPECT_THROW(make_shadow(r, q, 2), Error);
+
+  // dense_capture_steps: a miss at the second step still switches when two steps are measured. The first query
+  // is zero (uniform weights: every chunk as good as another, nothing missed), the second sharp.
+  d.dq[0] = 0.0f;
+  for (int64_t steps : {1, 2}) {
+    p.dense_capture_steps = steps;
+    ShadowKvCache late = make_shadow(d, p);
+    FullKvCache exact(1, 1, hd);
+    const auto got2 = run(late, d), want2 = run(exact, d);
+    EXPECT_EQ(late.report()[0].calibrated_sequences, 1);
+    EXPECT_EQ(late.report()[0].exact_sequences, steps == 2 ? 1 : 0) << steps << " steps measured";
+    // steps 1 and 2 (outputs hd..3hd): exact with two steps measured, the landmarks' chunk 5 with one
+    const bool same = testing::tensors_near(got2.data() + hd, want2.data() + hd, 2 * hd, 1e-6, 1e-5);
+    EXPECT_EQ(same, steps == 2) << steps << " steps measured";
+  }
 }
 
 TEST(ShadowKvCache, LayoutOfThePrompt) {

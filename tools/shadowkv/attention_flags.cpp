@@ -27,11 +27,14 @@ void add_attention_flags(CLI::App& cmd, AttentionFlags& f, bool with_policy) {
                  "(default none: every layer sparse, as in the paper)")
       ->delimiter(',');
   cmd.add_option("--dense-capture", f.shadow.dense_capture,
-                 "ShadowKV: choose dense layers per sequence: at the first decode step each layer compares the "
+                 "ShadowKV: choose dense layers per sequence: at its first decode step(s) each layer compares the "
                  "attention mass its landmark selection captures with what the best chunks of the same budget "
                  "would (against exact attention, so exact K/V are kept until then); below this fraction the layer "
                  "keeps exact attention for the rest of the sequence. 0 = off, as in the paper (default 0; 0.75 "
                  "is a reasonable start; --report shows the choices)");
+  cmd.add_option("--dense-capture-steps", f.shadow.dense_capture_steps,
+                 "ShadowKV, with --dense-capture: the first decode steps measured; a layer turns exact at the first "
+                 "of them below the threshold (default 1)");
   cmd.add_option("--selection", f.selection,
                  "ShadowKV: how chunks are chosen each step: landmarks (default, the paper's) or oracle (a "
                  "diagnostic: the chunks of highest exact attention mass, so the cache keeps every exact key; "

@@ -278,7 +278,10 @@ void run_eval(const EvalFlags& f) {
     settings["local-chunks"] = p.local_chunks;
     // Only when given: results files written before the flag existed keep matching.
     if (!p.dense_layers.empty()) settings["dense-layers"] = p.dense_layers;
-    if (p.dense_capture > 0.0) settings["dense-capture"] = p.dense_capture;
+    if (p.dense_capture > 0.0) {
+      settings["dense-capture"] = p.dense_capture;
+      settings["dense-capture-steps"] = p.dense_capture_steps;
+    }
     if (p.oracle_selection) settings["selection"] = "oracle";
   }
   ev::ResultsFile results = ev::ResultsFile::open(f.out, settings);

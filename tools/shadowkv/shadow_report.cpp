@@ -45,13 +45,14 @@ void print_report(std::FILE* out, const std::string& title, const std::vector<La
   const double n = layers.empty() ? 1.0 : static_cast<double>(layers.size());
   std::fprintf(out, "%5s %7s %9.4f %12.4f %9.4f %8.3f %14.4f %6.3f\n", "mean", "", mass / n, oracle / n, best / n,
                top / n, err / n, reuse / n);
-  // --dense-capture: which layers the first decode step switched to exact attention, in how many sequences.
+  // --dense-capture: which layers the first decode steps switched to exact attention, in how many sequences.
   std::string chosen;
   for (size_t l = 0; l < layers.size(); ++l)
     if (layers[l].calibrated_sequences > 0)
       chosen += " " + std::to_string(l) + ":" + std::to_string(layers[l].exact_sequences) + "/" +
                 std::to_string(layers[l].calibrated_sequences);
-  if (!chosen.empty()) std::fprintf(out, "  exact after the first step (layer:sequences/measured):%s\n", chosen.c_str());
+  if (!chosen.empty())
+    std::fprintf(out, "  --dense-capture turned exact (layer: sequences / sequences measured):%s\n", chosen.c_str());
 }
 
 }  // namespace skv::cli
