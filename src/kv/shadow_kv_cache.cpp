@@ -199,18 +199,8 @@ void ShadowKvCache::build_layer(Sequence& s, Layer& l, int64_t layer) {
   l.exact = lay.exact || params_.is_dense(layer);
   l.calibration_steps = !l.exact && params_.dense_capture > 0.0 ? params_.dense_capture_steps : 0;
   const int64_t S = lay.prompt_tokens, chunked = lay.chunked_tokens, first = l.exact ? 0 : lay.recent_start();
-  l.recent_capacity = s.capacity - first;
-
-  // The exact recent tokens, head-major: the local window (every prompt token for an exact sequence).
-  l.recent_k.assign(static_cast<size_t>(H * l.recent_capacity * hd), 0.0f);
-  l.recent_v.assign(l.recent_k.size(), 0.0f);
-  for (int64_t t = first; t < S; ++t)
-    for (int64_t h = 0; h < H; ++h) {
-      const size_t src = static_cast<size_t>((t * H + h) * hd), dst = static_cast<size_t>((h * l.recent_capacity + t - first) * hd);
-      std::copy_n(l.k.begin() + static_cast<std::ptrdiff_t>(src), hd, l.recent_k.begin() + static_cast<std::ptrdiff_t>(dst));
-      std::copy_n(l.v.begin() + static_cast<std::ptrdiff_t>(src), hd, l.recent_v.begin() + static_cast<std::ptrdiff_t>(dst));
-    }
-  l.recent_len = S - first;
+  // The exact recent tokens: the local window (every prompt token for an exact sequence).
+  fill_recent(s, l, first);
 
   if (!l.exact) {
     // Low-rank pre-RoPE keys (§3.1): factorize all S prompt keys; only the chunked rows of U are ever read.
@@ -272,7 +262,33 @@ void ShadowKvCache::build_layer(Sequence& s, Layer& l, int64_t layer) {
   }
 }
 
+// The recent segment from the token-major exact copies k/v: tokens [first, n_tokens), head-major, with room for
+// every token up to the sequence's capacity.
+void ShadowKvCache::fill_recent(const Sequence& s, Layer& l, int64_t first) {
+  const int64_t H = n_kv_heads_, hd = head_dim_;
+  l.recent_capacity = s.capacity - first;
+  l.recent_k.assign(static_cast<size_t>(H * l.recent_capacity * hd), 0.0f);
+  l.recent_v.assign(l.recent_k.size(), 0.0f);
+  for (int64_t t = first; t < l.n_tokens; ++t)
+    for (int64_t h = 0; h < H; ++h) {
+      const auto src = static_cast<std::ptrdiff_t>((t * H + h) * hd);
+      const auto dst = static_cast<std::ptrdiff_t>((h * l.recent_capacity + t - first) * hd);
+      std::copy_n(l.k.begin() + src, hd, l.recent_k.begin() + dst);
+      std::copy_n(l.v.begin() + src, hd, l.recent_v.begin() + dst);
+    }
+  l.recent_len = l.n_tokens - first;
+}
+
 // ---- decode ----------------------------------------------------------------------------------------------
+
+// Exact attention over the recent segment alone: what an exact layer attends (every token).
+void ShadowKvCache::attend_recent(Layer& l, const float* q, float* out) {
+  const int64_t H = n_kv_heads_, hd = head_dim_;
+  const SparseKvSegment segments[] = {{f32_view(l.recent_k, {H, l.recent_capacity, hd}),
+                                       f32_view(l.recent_v, {H, l.recent_capacity, hd}), l.recent_len}};
+  attend_sparse({.q = TensorView(const_cast<float*>(q), DType::kF32, {n_q_heads_, hd}), .segments = segments,
+                 .out = TensorView(out, DType::kF32, {n_q_heads_, hd})});
+}
 
 void ShadowKvCache::attend_decode(const DecodeBatch& batch, int layer, TensorView q, TensorView k, TensorView v,
                                   TensorView out) {
@@ -318,8 +334,7 @@ void ShadowKvCache::decode_one(Sequence& s, Layer& l, const float* q, const floa
   const TensorView outv(out, DType::kF32, {n_q_heads_, hd});
 
   if (l.exact) {
-    const SparseKvSegment segments[] = {recent};
-    attend_sparse({.q = qv, .segments = segments, .out = outv});
+    attend_recent(l, q, out);
     if (report != nullptr) measure(s, l, q, out, *report);
     return;
   }
@@ -388,11 +403,7 @@ void ShadowKvCache::calibrate(Sequence& s, Layer& l, const float* q, float* out,
   if (miss) {
     ++stats.exact_sequences;
     make_exact(s, l);
-    const int64_t H = n_kv_heads_, hd = head_dim_;
-    const SparseKvSegment segments[] = {{f32_view(l.recent_k, {H, l.recent_capacity, hd}),
-                                         f32_view(l.recent_v, {H, l.recent_capacity, hd}), l.recent_len}};
-    attend_sparse({.q = TensorView(const_cast<float*>(q), DType::kF32, {n_q_heads_, hd}), .segments = segments,
-                   .out = TensorView(out, DType::kF32, {n_q_heads_, hd})});
+    attend_recent(l, q, out);
   }
   if (!report_) {
     std::vector<float>().swap(l.k);
@@ -401,18 +412,9 @@ void ShadowKvCache::calibrate(Sequence& s, Layer& l, const float* q, float* out,
 }
 
 void ShadowKvCache::make_exact(Sequence& s, Layer& l) {
-  const int64_t H = n_kv_heads_, hd = head_dim_, n = l.n_tokens;
-  SKV_ASSERT_MSG(static_cast<int64_t>(l.k.size()) == n * H * hd, "make_exact needs the layer's exact keys");
-  l.recent_capacity = s.capacity;
-  l.recent_k.assign(static_cast<size_t>(H * l.recent_capacity * hd), 0.0f);
-  l.recent_v.assign(l.recent_k.size(), 0.0f);
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t h = 0; h < H; ++h) {
-      const auto src = static_cast<std::ptrdiff_t>((t * H + h) * hd), dst = static_cast<std::ptrdiff_t>((h * l.recent_capacity + t) * hd);
-      std::copy_n(l.k.begin() + src, hd, l.recent_k.begin() + dst);
-      std::copy_n(l.v.begin() + src, hd, l.recent_v.begin() + dst);
-    }
-  l.recent_len = n;
+  SKV_ASSERT_MSG(static_cast<int64_t>(l.k.size()) == l.n_tokens * n_kv_heads_ * head_dim_,
+                 "make_exact needs the layer's exact keys");
+  fill_recent(s, l, 0);
   l.exact = true;
   for (std::vector<float>* v : {&l.u, &l.sv, &l.landmarks, &l.outlier_k, &l.outlier_v, &l.slot_k, &l.slot_v})
     std::vector<float>().swap(*v);

@@ -21,7 +21,7 @@
 //  When the budget covers the whole chunked part (sparse_budget >= S'), the sequence uses exact attention over
 //  every token instead, and the cache records one notice (notice()).
 //  Extensions (off by default): dense_layers keep exact attention in the listed layers; dense_capture chooses
-//  them per sequence at its first decode step (ShadowParams).
+//  them per sequence during its first decode steps (ShadowParams).
 #pragma once
 
 #include <map>
@@ -177,6 +177,10 @@ class ShadowKvCache final : public KvCache {
   Sequence& sequence(SeqId seq);
   const Sequence& sequence(SeqId seq) const;
   void build_layer(Sequence& s, Layer& l, int64_t layer);
+  // The recent segment (recent_k/v, head-major, room up to the capacity) from the exact k/v, tokens [first, n).
+  void fill_recent(const Sequence& s, Layer& l, int64_t first);
+  // Exact attention of q over the recent segment alone (an exact layer's every token) into out.
+  void attend_recent(Layer& l, const float* q, float* out);
   void decode_one(Sequence& s, Layer& l, const float* q, const float* k, const float* v, float* out,
                   LayerReport& stats, bool measured);
   void measure(const Sequence& s, const Layer& l, const float* q, const float* out, LayerReport& r);

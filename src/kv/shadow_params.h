@@ -20,12 +20,12 @@ struct ShadowParams {
   // every layer is sparse, as in the paper.
   std::vector<int64_t> dense_layers;
   // Per-sequence choice of dense layers (an extension; 0 = off, as in the paper): each sparse layer keeps its
-  // exact K/V through the sequence's first decode steps (dense_capture_steps), where it compares the attention mass its landmark
-  // selection captures with what the best chunks of the same budget would (LayerReport's attended vs chunk
-  // oracle, against exact attention); a layer capturing less than dense_capture x that keeps exact attention over
-  // every token for the rest of the sequence (its K/V resident), the others drop their exact copies. The query
-  // of the first generated token is the one that starts copying an answer, so the layers that would lose it
-  // are caught on the step that matters.
+  // exact K/V through the sequence's first decode steps (dense_capture_steps), where it compares the attention
+  // mass its landmark selection captures with what the best chunks of the same budget would (LayerReport's
+  // attended vs chunk oracle, against exact attention); a layer capturing less than dense_capture x that keeps
+  // exact attention over every token for the rest of the sequence (its K/V resident), the others drop their
+  // exact copies. The queries of the first generated tokens are the ones that copy an answer, so the layers that
+  // would lose it are caught on the steps that matter.
   double dense_capture = 0.0;
   // The decode steps measured by dense_capture: a layer turns exact at the first of them below the threshold,
   // and keeps the exact K/V until then (an answer is copied over several steps, not only the first).

@@ -342,9 +342,9 @@ TEST(ShadowKvCache, DenseLayersAttendExactlyOthersStaySparse) {
   EXPECT_THROW(make_shadow(d, p, 2), Error);
 }
 
-// dense_capture (an extension): at the first decode step a layer whose landmarks capture less than the given share
-// of what the best chunks would turns exact for the rest of the sequence (this step's output included); a layer
-// above it stays sparse, bit for bit as without the option, and drops the exact copies it kept for the check.
+// dense_capture (an extension): at one of its first decode steps a layer whose landmarks capture less than the given
+// share of what the best chunks would turns exact for the rest of the sequence (that step's output included); a
+// layer above it stays sparse, bit for bit as without the option, and drops the exact copies it kept for the check.
 TEST(ShadowKvCache, DenseCaptureTurnsExactTheLayersWhoseLandmarksMiss) {
   const int64_t hd = 16, S = 72;  // the wrong-selection case of ReportSeparatesWrongSelectionFromSmallBudget
   Data d = make_data(1, 1, hd, S, 3, 450);
