@@ -3,6 +3,7 @@
 # engine's greedy evaluation of the result (see ENGINE_EVAL below):
 #   bash tools/testbed/run_gpu.sh          (run with `.testbed` carried: the data, and a checkpoint if any)
 #   CHAIN=scratch bash tools/testbed/run_gpu.sh   (the next run of a from-scratch chain, config "chains")
+#   CHAIN=scratch CHAIN_RUNS=2 GPUS=2 ...         (its next two runs, each on two GPUs; see below)
 # Resumes from .testbed/checkpoint/ckpt.pt when present, else trains the tokenizer and starts fresh.
 # Trains ~7.5 min (hard budget inside train.py), then exports the HF directory and evaluates at
 # 4K/8K/16K/32K on held-out haystacks. Everything lands in $OUT (see train.py's docstring).
@@ -52,12 +53,32 @@ if [ "$ENGINE_EVAL" = 1 ]; then
       -DSKV_BENCH=OFF && nice -n 10 cmake --build build-gpu -j 4 --target shadowkv ) > /tmp/engine-build.log 2>&1 &
   BUILD_PID=$!
   TRAIN_BUDGET=${TRAIN_BUDGET:-390}
-  TOTAL_BUDGET=${TOTAL_BUDGET:-480}
+  OVERHEAD=90
 fi
+# GPUS (default: every GPU here): more than one trains under torchrun, the same GPU-seconds in 1/GPUS of the
+# wall clock (train.py's docstring). CHAIN_RUNS=K (with CHAIN) runs the chain's next K runs one after the other
+# in this call, each resuming from the last one's checkpoint; all but the last skip the evaluation, and they
+# share $OUT (one train_log.txt; the checkpoint and model are the last run's).
+GPUS=${GPUS:-$(nvidia-smi -L 2> /dev/null | grep -c '^GPU' || true)}
+[ "${GPUS:-0}" -ge 1 ] 2> /dev/null || GPUS=1
+TRAIN=("$PY")
+[ "$GPUS" -gt 1 ] && TRAIN=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$GPUS")
+TRAIN_BUDGET=${TRAIN_BUDGET:-450}
+# wall clock: the training's share, then start-up, export and evaluation as on one GPU
+TOTAL_BUDGET=${TOTAL_BUDGET:-$(( TRAIN_BUDGET / GPUS + ${OVERHEAD:-105} ))}
+CHAIN_RUNS=${CHAIN_RUNS:-1}
+[ -z "${CHAIN:-}" ] && CHAIN_RUNS=1
 rc=0
-"$PY" tools/testbed/train.py --out "$OUT" --preset gpu --ckpt-dir "$ckpt_dir" "${CHAIN_ARGS[@]}" \
-  --train-budget "${TRAIN_BUDGET:-450}" --total-budget "${TOTAL_BUDGET:-555}" --eval-reserve "${EVAL_RESERVE:-80}" ||
-  rc=$?
+for (( k = 1; k <= CHAIN_RUNS; k++ )); do
+  SKIP=()
+  [ "$k" -lt "$CHAIN_RUNS" ] && SKIP=(--skip-eval)
+  "${TRAIN[@]}" tools/testbed/train.py --out "$OUT" --preset gpu --ckpt-dir "$ckpt_dir" "${CHAIN_ARGS[@]}" "${SKIP[@]}" \
+    --train-budget "$TRAIN_BUDGET" --total-budget "$TOTAL_BUDGET" --eval-reserve "${EVAL_RESERVE:-80}" || { rc=$?; break; }
+  if [ "$k" -lt "$CHAIN_RUNS" ]; then  # the next run resumes from this one's checkpoint
+    ckpt_dir=/tmp/chain-ckpt-$k
+    mkdir -p "$ckpt_dir" && cp "$OUT/checkpoint/ckpt.pt" "$ckpt_dir/"
+  fi
+done
 if [ "$ENGINE_EVAL" = 1 ]; then
   if wait "$BUILD_PID" && [ -x build-gpu/shadowkv ] && [ -f "$OUT/model/config.json" ]; then
     timeout 100 build-gpu/shadowkv eval --device cuda --weight-dtype f32 --kv-dtype f32 --model "$OUT/model" \

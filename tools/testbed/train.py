@@ -11,6 +11,11 @@ run (its curriculum and peak-rate scale; the checkpoint's run index picks the en
 one recipe rather than a road of resumes.
 Schedules (learning rate, length curriculum) run on the fraction of the training time budget used, so a
 run always ends cooled down, whatever the speed of the machine; runs are therefore not bit-reproducible.
+Several GPUs of one host: start it under torchrun (`python3 -m torch.distributed.run --standalone
+--nproc_per_node N tools/testbed/train.py ...`; run_gpu.sh does when GPUS > 1). Each process takes
+tokens_per_step / N of every step (its own data stream), the gradients are averaged over the processes, and
+--train-budget stays the run's cost in GPU-seconds: the run trains budget / N seconds of wall clock, so a
+chain costs the same GPU time on one GPU or several. Rank 0 alone logs, checkpoints and evaluates.
 Writes under OUT: checkpoint/ckpt.pt, model/{config.json, model.safetensors, tokenizer.json,
 tokenizer_config.json}, train_log.txt, eval.json.
 """
@@ -41,9 +46,14 @@ TASK_INDEX = {t: i for i, t in enumerate(T.TASKS + ("lm",))}
 CKPT_FORMAT = "shadowkv-testbed-ckpt-1"
 T0 = time.time()
 LOG = None
+RANK, WORLD = 0, 1  # this process's rank and the number of processes (torchrun's RANK / WORLD_SIZE)
+DIST = None         # torch.distributed when WORLD > 1
+CPU_GROUP = None    # a gloo group for host-side values (the schedule's progress), so no GPU stream waits on them
 
 
 def log(msg):
+    if RANK != 0:
+        return
     line = f"[{time.time() - T0:7.1f}s] {msg}"
     print(line, flush=True)
     if LOG:
@@ -209,6 +219,48 @@ def save_ckpt(path, model, tok_json, state):
     return mib
 
 
+# ------------------------------------------------------------------------------------------- processes
+
+def dist_init(device_arg):
+    """Joins torchrun's process group when WORLD_SIZE > 1 (NCCL on GPUs, gloo on the CPU) and returns this
+    process's device."""
+    global RANK, WORLD, DIST, CPU_GROUP
+    cuda = torch.cuda.is_available() and device_arg != "cpu"
+    WORLD = int(os.environ.get("WORLD_SIZE", "1"))
+    if WORLD == 1:
+        return torch.device(device_arg or ("cuda" if cuda else "cpu"))
+    import torch.distributed as dist
+    RANK = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", RANK))
+    if cuda:
+        torch.cuda.set_device(local)
+    dist.init_process_group("nccl" if cuda else "gloo")
+    DIST = dist
+    CPU_GROUP = dist.new_group(backend="gloo") if cuda else None
+    return torch.device(f"cuda:{local}" if cuda else "cpu")
+
+
+def broadcast_host(value):
+    """Rank 0's float `value` on every rank (host to host: the GPU queues are not drained)."""
+    if WORLD == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    DIST.broadcast(t, 0, group=CPU_GROUP)
+    return float(t[0])
+
+
+def average_gradients(params):
+    """The mean over the processes of each parameter's gradient, in one all-reduce."""
+    grads = [p.grad for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    DIST.all_reduce(flat)
+    flat /= WORLD
+    off = 0
+    for g in grads:
+        g.copy_(flat[off:off + g.numel()].view_as(g))
+        off += g.numel()
+
+
 # ------------------------------------------------------------------------------------------- main
 
 def main():
@@ -219,30 +271,34 @@ def main():
     ap.add_argument("--ckpt-dir", default=os.path.join(REPO, ".testbed", "checkpoint"))
     ap.add_argument("--config", default=os.path.join(HERE, "config.json"))
     ap.add_argument("--preset", default="gpu", choices=["gpu", "smoke"])
-    ap.add_argument("--train-budget", type=float, default=450, help="seconds of training in this run")
-    ap.add_argument("--total-budget", type=float, default=555, help="seconds for the whole process")
+    ap.add_argument("--train-budget", type=float, default=450,
+                    help="GPU-seconds of training in this run (wall clock: this / the number of processes)")
+    ap.add_argument("--total-budget", type=float, default=555, help="wall-clock seconds for the whole process")
     ap.add_argument("--eval-reserve", type=float, default=80, help="seconds kept for export + eval")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--device", default=None)
     ap.add_argument("--eval-only", action="store_true", help="evaluate --ckpt-dir/ckpt.pt, no training")
     ap.add_argument("--chain", default=None, help="follow config chains[NAME] (one entry per run) instead of "
                     "curriculum / resume_curriculum")
+    ap.add_argument("--skip-eval", action="store_true",
+                    help="after training, export only (no HF parity check, no held-out evaluation)")
     args = ap.parse_args()
 
+    device = dist_init(args.device)
     os.makedirs(args.out, exist_ok=True)
-    LOG = open(os.path.join(args.out, "train_log.txt"), "a")
+    if RANK == 0:
+        LOG = open(os.path.join(args.out, "train_log.txt"), "a")
     cfg = json.load(open(args.config))
     mc, tc = cfg["model"], cfg["train"]
     if args.preset == "smoke":
         mc, tc = merge(mc, cfg["smoke"].get("model", {})), merge(tc, cfg["smoke"].get("train", {}))
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     amp = device.type == "cuda"
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     log(f"start: torch {torch.__version__}, device {device}"
         f"{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, sdpa {M.HAS_SDPA}, "
-        f"preset {args.preset}, out {args.out}")
+        f"preset {args.preset}, out {args.out}" + (f", {WORLD} processes" if WORLD > 1 else ""))
     deadline = T0 + args.total_budget
 
     # ---- resume or start
@@ -258,6 +314,8 @@ def main():
             f"{ck['train_seconds']:.0f}s trained in {ck['run_index'] + 1} run(s)")
     elif args.eval_only:
         sys.exit(f"--eval-only needs {ck_path}")
+    elif RANK > 0:  # rank 0 trains the tokenizer (below) and hands it over
+        tok_json = None
     else:
         texts = [read(os.path.join(args.data, f"{s}.train.txt")) for s in SOURCES]
         if tc.get("tokenizer_train_chars"):
@@ -272,6 +330,10 @@ def main():
             tok_json = TU.train_fallback(texts, mc["vocab_size"])
             how = "pure-Python fallback (smoke test only)"
         log(f"trained the byte-level BPE tokenizer ({how}), vocab {mc['vocab_size']}")
+    if WORLD > 1 and not ck:
+        box = [tok_json]
+        DIST.broadcast_object_list(box, 0)
+        tok_json = box[0]
     tok = TU.Tok(tok_json)
     if tok.vocab_size > mc["vocab_size"]:
         sys.exit(f"tokenizer has {tok.vocab_size} ids > vocab_size {mc['vocab_size']}")
@@ -299,6 +361,9 @@ def main():
     else:
         model.init_weights(tc["seed"])
     model.to(device)
+    if WORLD > 1:  # one starting point, whatever each process initialised or loaded
+        for t in model.state_dict().values():
+            DIST.broadcast(t, 0)
     log(f"model: {model.num_params() / 1e6:.3f}M params ({model.num_params() * 2 / 2 ** 20:.2f} MiB bf16), "
         f"{json.dumps(mc)}")
 
@@ -319,12 +384,23 @@ def main():
         flat_c = {s: T.Corpus(s, read(os.path.join(args.data, f"{s}.train.txt")), tok, cc, flat=True) for s in SOURCES}
         final_loss = train(model, tok, tok_json, train_c, words, tc, state, device, amp, args, quick, ck_out,
                            resumed=ck is not None, deadline=deadline, flat=flat_c)
+    if WORLD > 1:
+        DIST.barrier()
+        DIST.destroy_process_group()
+        if RANK > 0:
+            return
 
     # ---- export + eval
     mdir = os.path.join(args.out, "model")
     M.export_hf(model, mdir, tok_json, TU.tokenizer_config_json(mc["max_position_embeddings"]),
                 tok.bos_id, tok.eos_id)
     log(f"exported {mdir} ({os.path.getsize(os.path.join(mdir, 'model.safetensors')) / 2 ** 20:.2f} MiB safetensors)")
+    if args.skip_eval:
+        log(f"SUMMARY: final loss {final_loss['loss']:.3f} (lm {final_loss['lm']:.3f}, answer {final_loss['ans']:.3f}), "
+            f"{state['tokens'] / 1e6:.1f}M tokens in {state['train_seconds']:.0f} GPU-s over {len(state['runs'])} "
+            f"run(s), step {state['step']}; evaluation skipped (--skip-eval)")
+        log(f"done in {time.time() - T0:.0f}s")
+        return
     parity = hf_parity(mdir, held_c["pg"], tok, device, deadline)
     lengths = tc["eval_lengths"]
     samples = eval_set(tok, held_eval, words, lengths, tc["eval_samples"], tc["eval_seed"])
@@ -343,7 +419,7 @@ def main():
         json.dump(result, f, indent=1)
     log("SUMMARY: " + (f"final loss {final_loss['loss']:.3f} (lm {final_loss['lm']:.3f}, answer {final_loss['ans']:.3f}), "
                        if final_loss else "") +
-        f"{state['tokens'] / 1e6:.1f}M tokens in {state['train_seconds']:.0f}s over {len(state['runs'])} run(s), "
+        f"{state['tokens'] / 1e6:.1f}M tokens in {state['train_seconds']:.0f} GPU-s over {len(state['runs'])} run(s), "
         f"step {state['step']}; HF parity: {parity}")
     log("accuracy (held-out):\n" + tbl)
     log(f"done in {time.time() - T0:.0f}s")
@@ -357,8 +433,16 @@ def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, qu
         tc = dict(tc, curriculum=tc["resume_curriculum"])
     floor = tc.get("resume_curriculum_floor", 0.0) if resumed and not chained else 0.0
     progress.value = floor
-    ds = Batches(tc, tok, corpora, words, progress, [tc["seed"], state["run_index"]], flat=flat)
-    workers = args.workers if args.workers is not None else (min(12, (os.cpu_count() or 2) - 2) if device.type == "cuda" else 0)
+    if WORLD > 1:  # each process its share of every step, from its own stream
+        longest = max(int(L) for ph in tc["curriculum"] for L in ph["lengths"])
+        if tc["tokens_per_step"] // WORLD < longest:
+            sys.exit(f"{WORLD} processes: tokens_per_step / {WORLD} = {tc['tokens_per_step'] // WORLD} is shorter "
+                     f"than the curriculum's longest sequence ({longest}); use fewer GPUs")
+        tc = dict(tc, tokens_per_step=tc["tokens_per_step"] // WORLD)
+    seed = [tc["seed"], state["run_index"]] + ([RANK] if WORLD > 1 else [])
+    ds = Batches(tc, tok, corpora, words, progress, seed, flat=flat)
+    cpus = max(1, (os.cpu_count() or 2) - 2) // WORLD
+    workers = args.workers if args.workers is not None else (min(12, cpus) if device.type == "cuda" else 0)
     kw = dict(batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
     if workers:
         kw.update(prefetch_factor=4, persistent_workers=True, multiprocessing_context="fork")
@@ -379,9 +463,13 @@ def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, qu
         warm = tc["resume_warmup_steps"] if resumed else tc["warmup_steps"]
 
     t_start = time.time()
-    budget = max(1.0, min(args.train_budget, deadline - args.eval_reserve - t_start))
-    log(f"training run {state['run_index']}: budget {budget:.0f}s, peak lr {peak:g}, warmup {warm} steps, "
-        f"{workers} data workers, {tc['tokens_per_step']} tokens/step, curriculum from progress {floor}")
+    budget = max(1.0, min(args.train_budget / WORLD, deadline - args.eval_reserve - t_start))  # wall clock
+    params = list(model.parameters())
+    log(f"training run {state['run_index']}: budget {budget:.0f}s"
+        + (f" on {WORLD} processes ({budget * WORLD:.0f} GPU-s)" if WORLD > 1 else "")
+        + f", peak lr {peak:g}, warmup {warm} steps, {workers} data workers"
+        + (" per process" if WORLD > 1 else "")
+        + f", {tc['tokens_per_step'] * WORLD} tokens/step, curriculum from progress {floor}")
     step0, tok0 = state["step"], state["tokens"]
     last_log = last_eval = last_ck = t_start
     win = {"loss": 0.0, "lm": 0.0, "ans": 0.0, "n": 0, "tok": 0, "t": t_start, "lens": {}}
@@ -390,7 +478,7 @@ def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, qu
     p = 0.0
     while True:
         now = time.time()
-        p = (now - t_start) / budget
+        p = broadcast_host((now - t_start) / budget)  # rank 0's clock: one schedule, one last step
         if p >= 1.0:
             break
         progress.value = max(p, floor)
@@ -413,11 +501,13 @@ def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, qu
         loss = lm_loss + tc["answer_loss_weight"] * ans_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if WORLD > 1:
+            average_gradients(params)
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
         opt.step()
         rstep += 1
         state["step"] += 1
-        n_tok = ids.numel()
+        n_tok = ids.numel() * WORLD  # every process's batch is this size
         state["tokens"] += n_tok
         L = ids.shape[1]
         win["lens"][L] = win["lens"].get(L, 0) + 1
@@ -433,6 +523,8 @@ def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, qu
             tn = torch.zeros(nt, device=device).index_add_(0, task_ids, an2.sum(1))
             win["task_ans"] = torch.stack([ts, tn]) if "task_ans" not in win else win["task_ans"] + torch.stack([ts, tn])
         now = time.time()
+        if RANK > 0:
+            continue  # logs, evaluations and checkpoints are rank 0's
         if now - last_log >= tc["log_every_s"]:
             v = (win["acc"] / win["n"]).tolist()
             tail.append({"loss": v[0], "lm": v[1], "ans": v[2]})
@@ -452,20 +544,34 @@ def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, qu
             last_eval = time.time()
             win["t"] += last_eval - now  # do not count eval time in tokens/s
         if now - last_ck >= tc["ckpt_every_s"]:
-            state["train_seconds"] += now - t_start - state.get("_counted", 0.0)
+            state["train_seconds"] += (now - t_start - state.get("_counted", 0.0)) * WORLD  # GPU-seconds
             state["_counted"] = now - t_start
             save_ckpt(ck_out, model, tok_json, {k: v for k, v in state.items() if k != "_counted"})
             last_ck = time.time()
     el = time.time() - t_start
-    state["train_seconds"] += el - state.pop("_counted", 0.0)
+    if WORLD > 1:  # the processes must hold one model: a sum of every weight, compared
+        with torch.no_grad():
+            c = torch.stack([sum(p.double().sum() for p in params)] * 2).to(device)
+            c[1] = -c[1]
+            DIST.all_reduce(c, op=DIST.ReduceOp.MAX)
+        if float(c[0] + c[1]) != 0.0:
+            sys.exit(f"rank {RANK}: the processes' weights differ after training (sums {float(c[0])!r} vs "
+                     f"{float(-c[1])!r})")
+    state["train_seconds"] += (el - state.pop("_counted", 0.0)) * WORLD
     run_tokens = state["tokens"] - tok0
     final = tail[-1] if tail else ({"loss": float(loss), "lm": float(lm_loss), "ans": float(ans_loss)})
-    state["runs"].append({"run": state["run_index"], "steps": state["step"] - step0, "tokens": run_tokens,
-                          "seconds": round(el, 1), "tokens_per_s": round(run_tokens / el),
-                          "final_loss": final, "device": torch.cuda.get_device_name(device) if amp else "cpu"})
+    if RANK > 0:
+        return final
+    run = {"run": state["run_index"], "steps": state["step"] - step0, "tokens": run_tokens,
+           "seconds": round(el, 1), "tokens_per_s": round(run_tokens / el),
+           "final_loss": final, "device": torch.cuda.get_device_name(device) if amp else "cpu"}
+    if WORLD > 1:  # seconds stay wall clock; the run's cost is gpu_seconds
+        run.update(processes=WORLD, gpu_seconds=round(el * WORLD, 1))
+    state["runs"].append(run)
     mib = save_ckpt(ck_out, model, tok_json, state)
     log(f"training done: {state['step'] - step0} steps, {run_tokens / 1e6:.1f}M tokens in {el:.0f}s "
-        f"({run_tokens / el / 1e3:.0f}K tok/s); checkpoint {ck_out} ({mib:.2f} MiB)")
+        + (f"on {WORLD} processes ({el * WORLD:.0f} GPU-s) " if WORLD > 1 else "")
+        + f"({run_tokens / el / 1e3:.0f}K tok/s); checkpoint {ck_out} ({mib:.2f} MiB)")
     return final
 
 
