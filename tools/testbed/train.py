@@ -113,16 +113,21 @@ def phase_at(tc, p):
 
 class Batches(torch.utils.data.IterableDataset):
     """Endless token-budgeted batches: one length L per batch (drawn from the curriculum at the current
-    progress, shared with the workers through `progress`), tokens_per_step // L samples of it."""
+    progress, shared with the workers through `progress`), tokens_per_step // L samples of it.
+    The samples come from `seed`; the lengths from `length_seed`, one draw per batch, so processes that share
+    it (several GPUs: the same length_seed, their own seed) draw the same L for their k-th batch and no process
+    waits on another's longer sequences (the DataLoader hands batches over in worker order)."""
 
-    def __init__(self, tc, tok, corpora, words, progress, seed, flat=None):
+    def __init__(self, tc, tok, corpora, words, progress, seed, length_seed, flat=None):
         self.tc, self.tok, self.corpora, self.words, self.progress, self.seed = tc, tok, corpora, words, progress, seed
+        self.length_seed = length_seed
         self.flat = flat or {}  # whitespace-flattened corpora (RULER's essay layout), used for half the samples
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid = info.id if info else 0
         rng = np.random.default_rng(self.seed + [wid])
+        lrng = np.random.default_rng(self.length_seed + [wid])
         srcs = list(self.tc["source_mix"])
         sp = np.array([self.tc["source_mix"][s] for s in srcs], dtype=np.float64)
         while True:
@@ -131,7 +136,7 @@ class Batches(torch.utils.data.IterableDataset):
             tasks = list(mix)
             tp = np.array([mix[t] for t in tasks], dtype=np.float64)
             ls = [int(x) for x in lens]
-            L = ls[rng.choice(len(ls), p=np.array(list(lens.values()), dtype=np.float64) / sum(lens.values()))]
+            L = ls[lrng.choice(len(ls), p=np.array(list(lens.values()), dtype=np.float64) / sum(lens.values()))]
             B = max(1, self.tc["tokens_per_step"] // L)
             ss = []
             for _ in range(B):
@@ -439,8 +444,8 @@ def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, qu
             sys.exit(f"{WORLD} processes: tokens_per_step / {WORLD} = {tc['tokens_per_step'] // WORLD} is shorter "
                      f"than the curriculum's longest sequence ({longest}); use fewer GPUs")
         tc = dict(tc, tokens_per_step=tc["tokens_per_step"] // WORLD)
-    seed = [tc["seed"], state["run_index"]] + ([RANK] if WORLD > 1 else [])
-    ds = Batches(tc, tok, corpora, words, progress, seed, flat=flat)
+    seed = [tc["seed"], state["run_index"]]
+    ds = Batches(tc, tok, corpora, words, progress, seed + [1 + RANK], length_seed=seed + [0], flat=flat)
     cpus = max(1, (os.cpu_count() or 2) - 2) // WORLD
     workers = args.workers if args.workers is not None else (min(12, cpus) if device.type == "cuda" else 0)
     kw = dict(batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
