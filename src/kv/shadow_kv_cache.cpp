@@ -389,17 +389,26 @@ void ShadowKvCache::decode_one(Sequence& s, Layer& l, const float* q, const floa
     stats.reused_chunks += hits;
   }
   l.has_previous_selection = true;
-  if (l.calibration_steps > 0) calibrate(s, l, q, out, stats);
+  if (l.calibration_steps > 0) {
+    LayerReport step;  // this step alone, measured once for both the choice and the report
+    measure(s, l, q, out, step);
+    const bool turned_exact = calibrate(s, l, q, out, step, stats);
+    if (report != nullptr) {
+      if (turned_exact) measure(s, l, q, out, *report);  // the output is now exact attention's
+      else report->merge(step);
+    }
+    return;
+  }
   if (report != nullptr) measure(s, l, q, out, *report);
 }
 
-void ShadowKvCache::calibrate(Sequence& s, Layer& l, const float* q, float* out, LayerReport& stats) {
-  LayerReport r;
-  measure(s, l, q, out, r);
+bool ShadowKvCache::calibrate(Sequence& s, Layer& l, const float* q, float* out, const LayerReport& step,
+                              LayerReport& stats) {
   if (l.calibration_steps == params_.dense_capture_steps) ++stats.calibrated_sequences;  // its first measured step
-  const bool miss = r.chunk_oracle_mass > 0.0 && r.attended_mass < params_.dense_capture * r.chunk_oracle_mass;
+  const bool miss =
+      step.chunk_oracle_mass > 0.0 && step.attended_mass < params_.dense_capture * step.chunk_oracle_mass;
   l.calibration_steps = miss ? 0 : l.calibration_steps - 1;
-  if (l.calibration_steps > 0) return;  // measured again next step
+  if (l.calibration_steps > 0) return false;  // measured again next step
   if (miss) {
     ++stats.exact_sequences;
     make_exact(s, l);
@@ -409,6 +418,7 @@ void ShadowKvCache::calibrate(Sequence& s, Layer& l, const float* q, float* out,
     std::vector<float>().swap(l.k);
     std::vector<float>().swap(l.v);
   }
+  return miss;
 }
 
 void ShadowKvCache::make_exact(Sequence& s, Layer& l) {

@@ -184,9 +184,9 @@ class ShadowKvCache final : public KvCache {
   void decode_one(Sequence& s, Layer& l, const float* q, const float* k, const float* v, float* out,
                   LayerReport& stats, bool measured);
   void measure(const Sequence& s, const Layer& l, const float* q, const float* out, LayerReport& r);
-  // dense_capture, at each of the layer's first decode steps: measures the landmark selection; below the
-  // threshold the layer turns exact (make_exact) and this step's output is recomputed exactly.
-  void calibrate(Sequence& s, Layer& l, const float* q, float* out, LayerReport& stats);
+  // dense_capture, at each of the layer's first decode steps, given this step's measure(): below the threshold
+  // the layer turns exact (make_exact) and this step's output is recomputed exactly; returns whether it did.
+  bool calibrate(Sequence& s, Layer& l, const float* q, float* out, const LayerReport& step, LayerReport& stats);
   // Turns a sparse layer into an exact one from its exact k/v (every token, head-major in the recent segment)
   // and frees its sparse structures.
   void make_exact(Sequence& s, Layer& l);

@@ -406,6 +406,55 @@ TEST(ShadowKvCache, DenseCaptureTurnsExactTheLayersWhoseLandmarksMiss) {
   }
 }
 
+// With the report on, dense_capture's measurement of a step is the report's too (each step measured once): a layer
+// that stays sparse reports exactly what the report alone does; a layer that turns exact reports exact attention
+// (every key attended, no output error) from its switching step on.
+TEST(ShadowKvCache, DenseCaptureWithReportMeasuresEachStepOnce) {
+  const Data r = make_data(8, 2, 16, 203, 5, 810);
+  ShadowParams q{.sparse_budget = 48, .rank = 6, .chunk_size = 8, .outlier_chunks = 2, .local_chunks = 2};
+  ShadowKvCache plain = make_shadow(r, q, 2);
+  plain.enable_report(true);
+  const auto want = run(plain, r, 2);
+  q.dense_capture = 1e-6;
+  q.dense_capture_steps = 3;
+  ShadowKvCache kept = make_shadow(r, q, 2);
+  kept.enable_report(true);
+  const auto got = run(kept, r, 2);
+  EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0);
+  for (int layer : {0, 1}) {
+    const LayerReport a = plain.report()[layer], b = kept.report()[layer];  // report() returns a copy
+    EXPECT_EQ(b.steps, 5);
+    EXPECT_EQ(b.steps, a.steps);
+    EXPECT_EQ(b.attended_mass, a.attended_mass);
+    EXPECT_EQ(b.chunk_oracle_mass, a.chunk_oracle_mass);
+    EXPECT_EQ(b.output_error, a.output_error);
+    EXPECT_EQ(b.top_key_hits, a.top_key_hits);
+    EXPECT_EQ(b.calibrated_sequences, 1);
+    EXPECT_EQ(b.exact_sequences, 0);
+  }
+
+  const int64_t hd = 16;  // the wrong-selection case above: the layer turns exact at its first step
+  Data d = make_data(1, 1, hd, 72, 3, 450);
+  std::fill(d.k.begin(), d.k.end(), 0.0f);
+  d.k[static_cast<size_t>((2 * 8 + 3) * hd)] = 3.0f;
+  for (int64_t i = 0; i < 8; ++i) d.k[static_cast<size_t>((5 * 8 + i) * hd)] = 1.0f;
+  d.k_pre = d.k;
+  std::fill(d.dq.begin(), d.dq.end(), 0.0f);
+  for (int64_t s = 0; s < 3; ++s) d.dq[static_cast<size_t>(s * hd)] = 10.0f;
+  ShadowParams p{.sparse_budget = 8, .rank = 4, .chunk_size = 8, .outlier_chunks = 0, .local_chunks = 1};
+  p.dense_capture = 0.5;
+  p.dense_capture_steps = 2;
+  ShadowKvCache calibrated = make_shadow(d, p);
+  calibrated.enable_report(true);
+  (void)run(calibrated, d);
+  const LayerReport c = calibrated.report()[0];
+  EXPECT_EQ(c.steps, 3);
+  EXPECT_EQ(c.exact_sequences, 1);
+  EXPECT_NEAR(c.attended_mass, 3.0, 1e-9);
+  EXPECT_NEAR(c.output_error, 0.0, 1e-5);
+  EXPECT_EQ(c.top_key_hits, c.top_key_queries);
+}
+
 TEST(ShadowKvCache, LayoutOfThePrompt) {
   const ShadowParams p{.sparse_budget = 64, .rank = 500, .chunk_size = 8, .outlier_chunks = -1, .local_chunks = 4};
   const auto lay = ShadowKvCache::plan(p, 256, 1003);  // 1003 = 121 * 8 + 32 + 3
