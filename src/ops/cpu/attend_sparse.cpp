@@ -2,10 +2,10 @@
 // key sets (one softmax over all segments), with attention_decode's numerics.
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cpu/softmax_exp.h"
 #include "ops/shadow_ops.h"
 
 namespace skv::cpu {
@@ -26,7 +26,6 @@ void attend_sparse(const AttendSparseArgs& a) {
     for (int64_t h = 0; h < n_q_heads; ++h) {
       const int64_t g = h / group;
       const float* q = a.q.ptr<const float>() + h * hd;
-      float max_score = -std::numeric_limits<float>::infinity();
       int64_t j = 0;
       for (const SparseKvSegment& s : a.segments) {
         const float* k = s.length > 0 ? s.k.ptr<const float>() + g * s.k.dim(1) * hd : nullptr;
@@ -36,14 +35,9 @@ void attend_sparse(const AttendSparseArgs& a) {
 #pragma omp simd reduction(+ : dot)
           for (int64_t d = 0; d < hd; ++d) dot += q[d] * kr[d];
           scores[static_cast<size_t>(j)] = dot * scale;
-          max_score = std::max(max_score, scores[static_cast<size_t>(j)]);
         }
       }
-      double denom = 0.0;
-      for (int64_t i = 0; i < n_keys; ++i) {
-        scores[static_cast<size_t>(i)] = std::exp(scores[static_cast<size_t>(i)] - max_score);
-        denom += scores[static_cast<size_t>(i)];
-      }
+      const double denom = exp_shifted_sum(scores.data(), n_keys, max_of(scores.data(), n_keys));
       const float inv = static_cast<float>(1.0 / denom);
       float* out = a.out.ptr<float>() + h * hd;
       for (int64_t d = 0; d < hd; ++d) out[d] = 0.0f;

@@ -1,13 +1,13 @@
 // attention_prefill and attention_decode: exact softmax attention, the reference for every sparse and GPU
-// variant. Scores and softmax in f32 with the max subtracted; sums in double.
+// variant. Scores and softmax in f32 with the max subtracted (exponentials by softmax_exp.h); sums in double.
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include <cblas.h>
 
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cpu/softmax_exp.h"
 
 namespace skv::cpu {
 namespace {
@@ -25,16 +25,8 @@ inline float dot(const float* a, const float* b, int64_t n) {
 // One query row of one head over keys [0, n_keys): k and v rows are `kv_stride` floats apart.
 void attend_row(const float* q, const float* k, const float* v, int64_t n_keys, int64_t kv_stride, int64_t head_dim,
                 float scale, float* scores, float* out) {
-  float max_score = -std::numeric_limits<float>::infinity();
-  for (int64_t j = 0; j < n_keys; ++j) {
-    scores[j] = dot(q, k + j * kv_stride, head_dim) * scale;
-    max_score = std::max(max_score, scores[j]);
-  }
-  double denom = 0.0;
-  for (int64_t j = 0; j < n_keys; ++j) {
-    scores[j] = std::exp(scores[j] - max_score);
-    denom += scores[j];
-  }
+  for (int64_t j = 0; j < n_keys; ++j) scores[j] = dot(q, k + j * kv_stride, head_dim) * scale;
+  const double denom = exp_shifted_sum(scores, n_keys, max_of(scores, n_keys));
   const float inv = static_cast<float>(1.0 / denom);
   for (int64_t d = 0; d < head_dim; ++d) out[d] = 0.0f;
   for (int64_t j = 0; j < n_keys; ++j) {
@@ -88,13 +80,7 @@ void attention_prefill(const AttentionPrefillArgs& a) {
       for (int64_t r = 0; r < rows; ++r) {
         float* s = scores.data() + r * n_keys;
         const int64_t visible = a.q_start + i0 + r + 1;
-        float max_score = -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j < visible; ++j) max_score = std::max(max_score, s[j]);
-        double denom = 0.0;
-        for (int64_t j = 0; j < visible; ++j) {
-          s[j] = std::exp(s[j] - max_score);
-          denom += s[j];
-        }
+        const double denom = exp_shifted_sum(s, visible, max_of(s, visible));
         for (int64_t j = visible; j < n_keys; ++j) s[j] = 0.0f;
         inv_denom[static_cast<size_t>(r)] = static_cast<float>(1.0 / denom);
       }
