@@ -98,6 +98,21 @@ std::vector<float> run(KvCache& cache, const Data& d, int64_t n_layers = 1) {
   return out;
 }
 
+// The landmarks' wrong pick: one KV head, head_dim 16, 72 tokens (chunks 0-7 of 8 tokens + 8 local), `steps`
+// decode queries along dimension 0. One sharp key in chunk 2 holds most of the exact weight, but the mean of
+// chunk 5's eight moderately aligned keys scores higher, so a one-chunk budget goes to chunk 5.
+Data wrong_selection_data(int64_t steps) {
+  const int64_t hd = 16;
+  Data d = make_data(1, 1, hd, 72, steps, 450);
+  std::fill(d.k.begin(), d.k.end(), 0.0f);
+  d.k[static_cast<size_t>((2 * 8 + 3) * hd)] = 3.0f;                                // chunk 2, key 3: sharp
+  for (int64_t i = 0; i < 8; ++i) d.k[static_cast<size_t>((5 * 8 + i) * hd)] = 1.0f;  // chunk 5: all moderate
+  d.k_pre = d.k;  // the rebuilt keys do not enter the masses
+  std::fill(d.dq.begin(), d.dq.end(), 0.0f);
+  for (int64_t s = 0; s < steps; ++s) d.dq[static_cast<size_t>(s * hd)] = 10.0f;
+  return d;
+}
+
 ShadowKvCache make_shadow(const Data& d, ShadowParams p, int64_t n_layers = 1) {
   return ShadowKvCache(n_layers, d.n_q, d.H, d.hd, p, inv_freq_for(d.hd), 1.0);
 }
@@ -258,14 +273,7 @@ TEST(ShadowKvCache, FullRankAndEveryChunkAttendedIsExactAttention) {
 // most of the exact weight, but the mean of chunk 5's eight moderately aligned keys scores higher, so the one
 // chunk of budget goes to chunk 5. The perfect chunk selector would have taken chunk 2.
 TEST(ShadowKvCache, ReportSeparatesWrongSelectionFromSmallBudget) {
-  const int64_t hd = 16, S = 72;  // c = 8, L = 1: chunks 0-7 (64 tokens) + 8 local tokens
-  Data d = make_data(1, 1, hd, S, 1, 450);
-  std::fill(d.k.begin(), d.k.end(), 0.0f);
-  d.k[static_cast<size_t>((2 * 8 + 3) * hd)] = 3.0f;                                // chunk 2, key 3: sharp
-  for (int64_t i = 0; i < 8; ++i) d.k[static_cast<size_t>((5 * 8 + i) * hd)] = 1.0f;  // chunk 5: all moderate
-  d.k_pre = d.k;  // the rebuilt keys do not enter the masses
-  std::fill(d.dq.begin(), d.dq.end(), 0.0f);
-  d.dq[0] = 10.0f;
+  Data d = wrong_selection_data(1);  // c = 8, L = 1: chunks 0-7 (64 tokens) + 8 local tokens
   std::fill(d.dk.begin(), d.dk.end(), 0.0f);
   const ShadowParams p{.sparse_budget = 8, .rank = 4, .chunk_size = 8, .outlier_chunks = 0, .local_chunks = 1};
   ShadowKvCache shadow = make_shadow(d, p);
@@ -346,14 +354,8 @@ TEST(ShadowKvCache, DenseLayersAttendExactlyOthersStaySparse) {
 // share of what the best chunks would turns exact for the rest of the sequence (that step's output included); a
 // layer above it stays sparse, bit for bit as without the option, and drops the exact copies it kept for the check.
 TEST(ShadowKvCache, DenseCaptureTurnsExactTheLayersWhoseLandmarksMiss) {
-  const int64_t hd = 16, S = 72;  // the wrong-selection case of ReportSeparatesWrongSelectionFromSmallBudget
-  Data d = make_data(1, 1, hd, S, 3, 450);
-  std::fill(d.k.begin(), d.k.end(), 0.0f);
-  d.k[static_cast<size_t>((2 * 8 + 3) * hd)] = 3.0f;
-  for (int64_t i = 0; i < 8; ++i) d.k[static_cast<size_t>((5 * 8 + i) * hd)] = 1.0f;
-  d.k_pre = d.k;
-  std::fill(d.dq.begin(), d.dq.end(), 0.0f);
-  for (int64_t s = 0; s < 3; ++s) d.dq[static_cast<size_t>(s * hd)] = 10.0f;
+  const int64_t hd = 16;
+  Data d = wrong_selection_data(3);
   ShadowParams p{.sparse_budget = 8, .rank = 4, .chunk_size = 8, .outlier_chunks = 0, .local_chunks = 1};
   // Landmarks capture ~0.09 of the weight where chunk 2 holds ~0.95: any share above 0.1 switches.
   p.dense_capture = 0.5;
@@ -433,14 +435,7 @@ TEST(ShadowKvCache, DenseCaptureWithReportMeasuresEachStepOnce) {
     EXPECT_EQ(b.exact_sequences, 0);
   }
 
-  const int64_t hd = 16;  // the wrong-selection case above: the layer turns exact at its first step
-  Data d = make_data(1, 1, hd, 72, 3, 450);
-  std::fill(d.k.begin(), d.k.end(), 0.0f);
-  d.k[static_cast<size_t>((2 * 8 + 3) * hd)] = 3.0f;
-  for (int64_t i = 0; i < 8; ++i) d.k[static_cast<size_t>((5 * 8 + i) * hd)] = 1.0f;
-  d.k_pre = d.k;
-  std::fill(d.dq.begin(), d.dq.end(), 0.0f);
-  for (int64_t s = 0; s < 3; ++s) d.dq[static_cast<size_t>(s * hd)] = 10.0f;
+  const Data d = wrong_selection_data(3);  // the layer turns exact at its first step
   ShadowParams p{.sparse_budget = 8, .rank = 4, .chunk_size = 8, .outlier_chunks = 0, .local_chunks = 1};
   p.dense_capture = 0.5;
   p.dense_capture_steps = 2;
