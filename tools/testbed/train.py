@@ -401,10 +401,12 @@ def main():
     M.export_hf(model, mdir, tok_json, TU.tokenizer_config_json(mc["max_position_embeddings"]),
                 tok.bos_id, tok.eos_id)
     log(f"exported {mdir} ({os.path.getsize(os.path.join(mdir, 'model.safetensors')) / 2 ** 20:.2f} MiB safetensors)")
+    trained = ((f"final loss {final_loss['loss']:.3f} (lm {final_loss['lm']:.3f}, answer {final_loss['ans']:.3f}), "
+                if final_loss else "") +
+               f"{state['tokens'] / 1e6:.1f}M tokens in {state['train_seconds']:.0f} GPU-s over {len(state['runs'])} "
+               f"run(s), step {state['step']}")
     if args.skip_eval:
-        log(f"SUMMARY: final loss {final_loss['loss']:.3f} (lm {final_loss['lm']:.3f}, answer {final_loss['ans']:.3f}), "
-            f"{state['tokens'] / 1e6:.1f}M tokens in {state['train_seconds']:.0f} GPU-s over {len(state['runs'])} "
-            f"run(s), step {state['step']}; evaluation skipped (--skip-eval)")
+        log(f"SUMMARY: {trained}; evaluation skipped (--skip-eval)")
         log(f"done in {time.time() - T0:.0f}s")
         return
     parity = hf_parity(mdir, held_c["pg"], tok, device, deadline)
@@ -423,10 +425,7 @@ def main():
               "params": model.num_params(), "model_config": mc, "n_task_lengths_done": n_done}
     with open(os.path.join(args.out, "eval.json"), "w") as f:
         json.dump(result, f, indent=1)
-    log("SUMMARY: " + (f"final loss {final_loss['loss']:.3f} (lm {final_loss['lm']:.3f}, answer {final_loss['ans']:.3f}), "
-                       if final_loss else "") +
-        f"{state['tokens'] / 1e6:.1f}M tokens in {state['train_seconds']:.0f} GPU-s over {len(state['runs'])} run(s), "
-        f"step {state['step']}; HF parity: {parity}")
+    log(f"SUMMARY: {trained}; HF parity: {parity}")
     log("accuracy (held-out):\n" + tbl)
     log(f"done in {time.time() - T0:.0f}s")
 
@@ -515,6 +514,8 @@ def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, qu
         state["step"] += 1
         n_tok = ids.numel() * WORLD  # every process's batch is this size
         state["tokens"] += n_tok
+        if RANK > 0:
+            continue  # the log window, evaluations and checkpoints are rank 0's
         L = ids.shape[1]
         win["lens"][L] = win["lens"].get(L, 0) + 1
         win["tok"] += n_tok
@@ -529,8 +530,6 @@ def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, qu
             tn = torch.zeros(nt, device=device).index_add_(0, task_ids, an2.sum(1))
             win["task_ans"] = torch.stack([ts, tn]) if "task_ans" not in win else win["task_ans"] + torch.stack([ts, tn])
         now = time.time()
-        if RANK > 0:
-            continue  # logs, evaluations and checkpoints are rank 0's
         if now - last_log >= tc["log_every_s"]:
             v = (win["acc"] / win["n"]).tolist()
             tail.append({"loss": v[0], "lm": v[1], "ans": v[2]})
