@@ -109,7 +109,7 @@ def check_phases():
     assert train.phase_at(tc, first["until"]).lengths == tc["curriculum"][1]["lengths"]  # "until" is exclusive
     assert train.phase_at(tc, 5.0) == train.phase_at(tc, 0.999)  # past the end: the last phase
     bare = {"curriculum": [{"until": 1.01, "lengths": {"512": 1}}], "task_mix": {"lm": 1}}
-    assert train.phase_at(bare, 0.5) == train.Phase({"512": 1}, {"lm": 1}, {}, 0.0, 1.0, 0)
+    assert train.phase_at(bare, 0.5) == train.Phase({"512": 1}, {"lm": 1}, {}, 0.0, 1.0, 0, 0.5)
     assert last["until"] > 1.0
     check_chains(train, json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.json"))))
 
@@ -122,11 +122,13 @@ def check_chains(train, cfg):
         for i, entry in enumerate(runs):
             rt = train.chain_run(tc, name, i)
             assert rt["chain_lr_scale"] == entry.get("lr_scale", 1.0) and rt["chain_run"] == i
+            assert rt["answer_loss_weight"] == entry.get("answer_loss_weight", tc["answer_loss_weight"]) > 0
             assert rt["curriculum"][-1]["until"] > 1.0, (name, i)
             for p in (0.0, 0.3, 0.6, 0.99):
                 ph = train.phase_at(rt, p)
                 assert all(0 < int(L) <= max_len for L in ph.lengths), (name, i, ph.lengths)
                 assert set(ph.task_mix) <= set(T.TASKS) | {"lm"} and min(ph.task_mix.values()) > 0, (name, i)
+                assert 0.0 <= ph.flat_p <= 1.0, (name, i)
     try:
         train.chain_run(tc, "scratch", len(tc["chains"]["scratch"]))  # past the chain's end
         raise AssertionError("chain_run ran past the chain's end")

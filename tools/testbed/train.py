@@ -86,11 +86,14 @@ class Phase(NamedTuple):
     end_loss_weight: float  # answer-loss weight of the closing <|eos|> (default 1)
     end_jitter: int        # largest tail of another document after a sample (default 0: a sample's tail is
                            # drawn in [0, min(end_jitter, L // 8)])
+    flat_p: float          # share of task samples whose haystack is whitespace-flattened text (RULER's essay
+                           # layout; default 0.5; 0 = the text's own lines only)
 
 
 def chain_run(tc, chain, run_index):
     """The training config of run `run_index` of chain `chain` (config["train"]["chains"][chain]): tc with the
-    entry's curriculum, its peak-rate scale ("lr_scale", 1 if absent) and warm-up ("warmup_steps") applied."""
+    entry's curriculum, its peak-rate scale ("lr_scale", 1 if absent), warm-up ("warmup_steps") and answer-loss
+    weight ("answer_loss_weight") applied."""
     runs = tc.get("chains", {}).get(chain)
     if not runs:
         sys.exit(f"no chain {chain!r} in the config (have: {', '.join(tc.get('chains', {})) or 'none'})")
@@ -98,7 +101,9 @@ def chain_run(tc, chain, run_index):
         sys.exit(f"chain {chain!r} has {len(runs)} runs; the checkpoint has done {run_index}")
     entry = runs[run_index]
     return dict(tc, curriculum=entry["curriculum"], chain_lr_scale=entry.get("lr_scale", 1.0),
-                warmup_steps=entry.get("warmup_steps", tc["warmup_steps"]), chain=chain, chain_run=run_index)
+                warmup_steps=entry.get("warmup_steps", tc["warmup_steps"]),
+                answer_loss_weight=entry.get("answer_loss_weight", tc["answer_loss_weight"]), chain=chain,
+                chain_run=run_index)
 
 
 def phase_at(tc, p):
@@ -109,7 +114,8 @@ def phase_at(tc, p):
     return Phase(lengths=ph["lengths"], task_mix=ph.get("task_mix", tc["task_mix"]), task_n=ph.get("task_n", {}),
                  uuid_hex_p=ph.get("uuid_hex_p", tc.get("uuid_hex_p", 0.0)),
                  end_loss_weight=ph.get("end_loss_weight", tc.get("end_loss_weight", 1.0)),
-                 end_jitter=ph.get("end_jitter", tc.get("end_jitter", 0)))
+                 end_jitter=ph.get("end_jitter", tc.get("end_jitter", 0)),
+                 flat_p=ph.get("flat_p", tc.get("flat_p", 0.5)))
 
 
 class Batches(torch.utils.data.IterableDataset):
@@ -122,7 +128,7 @@ class Batches(torch.utils.data.IterableDataset):
     def __init__(self, tc, tok, corpora, words, progress, seed, length_seed, flat=None):
         self.tc, self.tok, self.corpora, self.words, self.progress, self.seed = tc, tok, corpora, words, progress, seed
         self.length_seed = length_seed
-        self.flat = flat or {}  # whitespace-flattened corpora (RULER's essay layout), used for half the samples
+        self.flat = flat or {}  # whitespace-flattened corpora (RULER's essay layout), for a phase's flat_p of samples
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -143,7 +149,8 @@ class Batches(torch.utils.data.IterableDataset):
             for _ in range(B):
                 task = tasks[rng.choice(len(tasks), p=tp / tp.sum())]
                 src = srcs[rng.choice(len(srcs), p=sp / sp.sum())]
-                corpus = self.flat[src] if src in self.flat and task != "lm" and rng.random() < 0.5 else self.corpora[src]
+                flat = src in self.flat and task != "lm" and rng.random() < ph.flat_p
+                corpus = self.flat[src] if flat else self.corpora[src]
                 n = int(rng.integers(sizes[task][0], sizes[task][1] + 1)) if task in sizes else None
                 try:
                     tail = (int(rng.integers(0, min(ph.end_jitter, L // 8) + 1))
@@ -474,7 +481,8 @@ def train(model, tok, tok_json, corpora, words, tc, state, device, amp, args, qu
         + (f" on {WORLD} processes ({budget * WORLD:.0f} GPU-s)" if WORLD > 1 else "")
         + f", peak lr {peak:g}, warmup {warm} steps, {workers} data workers"
         + (" per process" if WORLD > 1 else "")
-        + f", {tc['tokens_per_step'] * WORLD} tokens/step, curriculum from progress {floor}")
+        + f", {tc['tokens_per_step'] * WORLD} tokens/step, answer-loss weight {tc['answer_loss_weight']:g}"
+        + f", curriculum from progress {floor}")
     step0, tok0 = state["step"], state["tokens"]
     last_log = last_eval = last_ck = t_start
     win = {"loss": 0.0, "lm": 0.0, "ans": 0.0, "n": 0, "tok": 0, "t": t_start, "lens": {}}
