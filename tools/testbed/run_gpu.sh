@@ -4,6 +4,8 @@
 #   bash tools/testbed/run_gpu.sh          (run with `.testbed` carried: the data, and a checkpoint if any)
 #   CHAIN=scratch bash tools/testbed/run_gpu.sh   (the next run of a from-scratch chain, config "chains")
 #   CHAIN=scratch CHAIN_RUNS=2 GPUS=2 ...         (its next two runs, each on two GPUs; see below)
+#   CHAIN=road TRAIN_BUDGET=450 ...               (a chain's last run with the engine's eval: a chain's runs are
+#                                                  450 GPU-s, the engine eval alone shortens a run to 390)
 # Resumes from .testbed/checkpoint/ckpt.pt when present, else trains the tokenizer and starts fresh.
 # Trains ~7.5 min (hard budget inside train.py), then exports the HF directory and evaluates at
 # 4K/8K/16K/32K on held-out haystacks. Everything lands in $OUT (see train.py's docstring).
@@ -42,8 +44,10 @@ fi
 # The engine's own measure (issue 6's targets are greedy runs of shadowkv eval, which the training script's
 # teacher-forced evaluation over-estimates, e.g. when the model stops an answer early): build shadowkv in the
 # background on 4 niced cores while the model trains, then evaluate the exported model on the GPU (exact f32
-# mode, held-out KJV haystack, ENGINE_SAMPLES per task and length at 4K-32K) into $OUT/engine_eval.txt.
-# ENGINE_EVAL=0 skips it (and gives training its old 450 s).
+# mode, held-out KJV haystack, ENGINE_SAMPLES (4) per task and length at 4K-32K, at most ENGINE_TIMEOUT (100) s;
+# an H200 does 4 samples in ~75 s) into $OUT/engine_eval.txt, the raw runs into $OUT/engine_eval.jsonl (rerun
+# the eval with more --samples on that file to extend it). ENGINE_EVAL=0 skips it (and gives training its old
+# 450 s).
 ENGINE_EVAL=${ENGINE_EVAL:-1}
 if [ "$ENGINE_EVAL" = 1 ]; then
   export PATH="$PATH:/usr/local/cuda/bin"
@@ -81,10 +85,11 @@ for (( k = 1; k <= CHAIN_RUNS; k++ )); do
 done
 if [ "$ENGINE_EVAL" = 1 ]; then
   if wait "$BUILD_PID" && [ -x build-gpu/shadowkv ] && [ -f "$OUT/model/config.json" ]; then
-    timeout 100 build-gpu/shadowkv eval --device cuda --weight-dtype f32 --kv-dtype f32 --model "$OUT/model" \
+    timeout "${ENGINE_TIMEOUT:-100}" build-gpu/shadowkv eval --device cuda --weight-dtype f32 --kv-dtype f32 \
+      --model "$OUT/model" \
       --tasks niah_single_1,niah_single_2,niah_single_3,niah_multikey_1,niah_multikey_2,niah_multikey_3,niah_multivalue,niah_multiquery,vt \
       --context 4k,8k,16k,32k --samples "${ENGINE_SAMPLES:-4}" --attention full --haystack .testbed/data/kjv.heldout.txt \
-      --out /tmp/engine-eval.jsonl > "$OUT/engine_eval.txt" 2> /tmp/engine-eval.err ||
+      --out "$OUT/engine_eval.jsonl" > "$OUT/engine_eval.txt" 2> /tmp/engine-eval.err ||
       { echo "engine eval failed or timed out (partial results above)"; tail -c 400 /tmp/engine-eval.err; } >> "$OUT/engine_eval.txt"
   else
     { echo "engine eval skipped: the shadowkv build failed"; tail -20 /tmp/engine-build.log; } > "$OUT/engine_eval.txt"
