@@ -134,6 +134,19 @@ def check_chains(train, cfg):
         raise AssertionError("chain_run ran past the chain's end")
     except SystemExit:
         pass
+    # an entry's phase keys are the default of its phases; a phase's own still wins; unknown keys are refused
+    toy = dict(tc, chains={"toy": [{"curriculum": [{"until": 0.5, "lengths": {"512": 1}, "flat_p": 1.0},
+                                                   {"until": 1.01, "lengths": {"512": 1}}],
+                                    "task_mix": {"vt": 1}, "flat_p": 0.0, "end_jitter": 64},
+                                   {"curriculum": [{"until": 1.01, "lengths": {"512": 1}}], "flatp": 0.0}]})
+    first, second = (train.phase_at(train.chain_run(toy, "toy", 0), p) for p in (0.2, 0.8))
+    assert first.task_mix == second.task_mix == {"vt": 1} and first.end_jitter == second.end_jitter == 64
+    assert (first.flat_p, second.flat_p) == (1.0, 0.0)
+    try:
+        train.chain_run(toy, "toy", 1)
+        raise AssertionError("chain_run took an unknown key (flatp)")
+    except SystemExit:
+        pass
 
 
 if __name__ == "__main__":

@@ -90,20 +90,26 @@ class Phase(NamedTuple):
                            # layout; default 0.5; 0 = the text's own lines only)
 
 
+# What a chain entry may set besides "note", "curriculum" and "lr_scale": config values the run uses instead of
+# the config's, the phase keys among them (task_mix ... flat_p) as the default of every phase that names none.
+CHAIN_OVERRIDES = ("warmup_steps", "answer_loss_weight", "task_mix", "uuid_hex_p", "end_loss_weight", "end_jitter",
+                   "flat_p")
+
+
 def chain_run(tc, chain, run_index):
     """The training config of run `run_index` of chain `chain` (config["train"]["chains"][chain]): tc with the
-    entry's curriculum, its peak-rate scale ("lr_scale", 1 if absent), warm-up ("warmup_steps") and answer-loss
-    weight ("answer_loss_weight") applied."""
+    entry's curriculum, its peak-rate scale ("lr_scale", 1 if absent) and its CHAIN_OVERRIDES applied."""
     runs = tc.get("chains", {}).get(chain)
     if not runs:
         sys.exit(f"no chain {chain!r} in the config (have: {', '.join(tc.get('chains', {})) or 'none'})")
     if run_index >= len(runs):
         sys.exit(f"chain {chain!r} has {len(runs)} runs; the checkpoint has done {run_index}")
     entry = runs[run_index]
-    return dict(tc, curriculum=entry["curriculum"], chain_lr_scale=entry.get("lr_scale", 1.0),
-                warmup_steps=entry.get("warmup_steps", tc["warmup_steps"]),
-                answer_loss_weight=entry.get("answer_loss_weight", tc["answer_loss_weight"]), chain=chain,
-                chain_run=run_index)
+    unknown = set(entry) - {"note", "curriculum", "lr_scale", *CHAIN_OVERRIDES}
+    if unknown:
+        sys.exit(f"chain {chain!r} run {run_index + 1}: unknown key(s) {', '.join(sorted(unknown))}")
+    return dict(tc, **{k: entry[k] for k in CHAIN_OVERRIDES if k in entry}, curriculum=entry["curriculum"],
+                chain_lr_scale=entry.get("lr_scale", 1.0), chain=chain, chain_run=run_index)
 
 
 def phase_at(tc, p):
