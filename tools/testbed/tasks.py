@@ -19,6 +19,10 @@ Tasks (RULER names in brackets):
   single_noise   one needle (number) among repeated noise lines       [niah_single_1]
   multikey_lines the haystack is needles of other keys (numbers), one line each          [niah_multikey_2]
   multikey_uuids the haystack is needles of other uuid keys with uuid values             [niah_multikey_3]
+  multikey_near  multikey_lines with keys from a few words, so that many distractors share a word with
+                 the asked key (as in `shadowkv eval`, whose keys pair 160 adjectives with 160 nouns:
+                 ~25 distractors at 32K share a word with the asked key; with keys from the whole word
+                 list almost none do, and the road's models answered a near key's number)  [niah_multikey_2]
   lm             plain language modelling
 
 The layouts follow RULER as `shadowkv eval` builds it (src/eval/tasks.cpp), so the model meets the engine's
@@ -31,8 +35,9 @@ import re
 import numpy as np
 
 TASKS = ("single_number", "single_uuid", "multikey", "multivalue", "multiquery", "vt", "single_noise", "multikey_lines",
-         "multikey_uuids")
-LINE_TASKS = ("vt", "single_noise", "multikey_lines", "multikey_uuids")  # line haystacks, needles as lines
+         "multikey_uuids", "multikey_near")
+LINE_TASKS = ("vt", "single_noise", "multikey_lines", "multikey_uuids", "multikey_near")  # needles as lines
+DISTRACTOR_TASKS = ("multikey_lines", "multikey_uuids", "multikey_near")  # the haystack is other keys' needles
 NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 EVAL_PARAMS = {"multikey": 4, "multivalue": 4, "multiquery": 4, "vt": 4}  # needles / values / queries / hops
 
@@ -71,12 +76,19 @@ class Corpus:
 
 
 class Words:
-    def __init__(self, words):
+    """Keys "first-second" (RULER's adjective-noun pairs); the second word from `seconds` (default: words)."""
+    def __init__(self, words, seconds=None):
         self.words = list(words)
+        self.seconds = self.words if seconds is None else list(seconds)
 
     def key(self, rng):
-        w = self.words
-        return f"{w[rng.integers(len(w))]}-{w[rng.integers(len(w))]}"
+        w, v = self.words, self.seconds
+        return f"{w[rng.integers(len(w))]}-{v[rng.integers(len(v))]}"
+
+    def narrow(self, rng, m):
+        """Keys from m first and m second words drawn from these: m*m keys, each word in m of them."""
+        pick = lambda ws: [ws[i] for i in rng.choice(len(ws), size=min(m, len(ws)), replace=False)]
+        return Words(pick(self.words), pick(self.seconds))
 
     def keys(self, rng, n):
         out = []
@@ -133,7 +145,7 @@ def build_spec(task, rng, words, n=None, hex_p=0.0):
         k, v = words.key(rng), gen(rng)
         q = f"\nWhat is the {tv} for {k} mentioned in the provided text? The {tv} for {k} mentioned in the provided text is"
         return pre, [needle(k, v)], q, [v], None, False
-    if task in ("multikey_lines", "multikey_uuids"):  # one real needle; the haystack holds the distractors
+    if task in DISTRACTOR_TASKS:  # one real needle; the haystack holds the distractors
         k = uuid(rng) if task == "multikey_uuids" else words.key(rng)
         v = gen(rng)
         q = f"\nWhat is the {tv} for {k} mentioned in the provided text? The {tv} for {k} mentioned in the provided text is"
@@ -194,17 +206,19 @@ def build_spec(task, rng, words, n=None, hex_p=0.0):
 def line_haystack(task, rng, tok, words, n_tokens, avoid, hex_p=0.0):
     """A haystack of n_tokens tokens made of lines (each tokenized with its newline, as in the whole text): RULER's
     noise sentence repeated (single_noise, vt), or needles of other keys (multikey_lines: word keys and numbers;
-    multikey_uuids: uuid keys and values). -> (tokens, line starts: where needle lines may go)."""
+    multikey_uuids: uuid keys and values; multikey_near: as multikey_lines, `words` narrowed by the caller),
+    no key twice. -> (tokens, line starts: where needle lines may go)."""
     if task in ("single_noise", "vt"):
         line_ids = [tok.encode(NOISE + "\n")]
     else:
         uu = task == "multikey_uuids"
         kind = "uuids" if uu else "numbers"
         n_lines = n_tokens // 12 + 8  # a needle line is at least ~14 tokens
-        lines = []
+        lines, seen = [], set()
         for _ in range(n_lines):
             k, v = (uuid(rng), uuid_value(rng, hex_p)) if uu else (words.key(rng), number(rng))
-            if k not in avoid and v not in avoid:
+            if k not in avoid and v not in avoid and k not in seen:
+                seen.add(k)
                 lines.append(f"One of the special magic {kind} for {k} is: {v}.\n")
         line_ids = tok.encode_batch(lines)
     toks, starts, i = [], [], 0
@@ -231,6 +245,11 @@ def make_sample(task, length, rng, tok, corpus, words, n=None, depth=None, hex_p
         ids[0], ids[1:] = bos, toks
         lm[1:] = 1
         return {"ids": ids, "lm": lm, "ans": ans, "spans": [], "task": task}
+    if task == "multikey_near":
+        # m first and m second words (the engine's lists: 160 each); m*m at least twice the haystack's lines
+        # (~14 tokens each) so that keys rarely repeat; ~2 * lines / m distractors share a word with the asked key
+        m = max(int(np.ceil(np.sqrt(2 * (length // 14)))), int(rng.integers(16, 161)))
+        words = words.narrow(rng, m)
     pre, needles, q, values, sep, shuffled = build_spec(task, rng, words, n, hex_p)
     lines = task in LINE_TASKS
     pre_ids, q_ids = tok.encode(pre), tok.encode(q)
