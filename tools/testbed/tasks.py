@@ -21,7 +21,7 @@ Tasks (RULER names in brackets):
   multikey_uuids the haystack is needles of other uuid keys with uuid values             [niah_multikey_3]
   multikey_near  multikey_lines with keys from a few words, so that many distractors share a word with
                  the asked key (as in `shadowkv eval`, whose keys pair 160 adjectives with 160 nouns:
-                 ~25 distractors at 32K share a word with the asked key; with keys from the whole word
+                 ~20 distractors at 32K share a word with the asked key; with keys from the whole word
                  list almost none do, and the road's models answered a near key's number)  [niah_multikey_2]
   lm             plain language modelling
 

@@ -69,7 +69,7 @@ def main():
                 if seed == 0 and length == 1024:
                     print(f"--- {task}: ...{text[-330:]!r}")
     # multikey_near: many distractors share a word with the asked key (the engine's niah_multikey_2 at 32K has
-    # ~25), multikey_lines' keys from the whole list almost none; neither repeats a key
+    # ~20), multikey_lines' keys from the whole list almost none; neither repeats a key
     big = T.Words([f"w{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(600)])
     for task, lo, hi in (("multikey_near", 2, 10 ** 6), ("multikey_lines", 0, 1.5)):
         shared = []
