@@ -9,7 +9,7 @@ overlap, each prompt run through `shadowkv generate` (greedy, full attention, CP
   small40    the first 40 adjectives x the first 40 nouns: many distractors share a word
 
 A miss names the key whose number was answered. Prints one line per pool (and per miss); --json writes the
-summary as one JSON object. Example (~30 s per prompt of ~9.5K tokens on 2 cores):
+summary as one JSON object. Example (~10 s per prompt of ~9.5K tokens on 2 idle cores):
   python3 tools/testbed/near_keys_probe.py --model models/testbed --lines 450 --samples 16
 """
 import argparse
@@ -32,7 +32,8 @@ def engine_words():
 
 
 def prompt_for(rng, firsts, seconds, n_lines):
-    """-> (prompt text, asked key, {value: key}); the asked key's needle at a random line, keys distinct."""
+    """-> (prompt text, asked key, its value, {value: key}); the asked key's needle at a random line, keys
+    distinct."""
     keys = set()
     while len(keys) < n_lines + 1:
         keys.add(f"{rng.choice(firsts)}-{rng.choice(seconds)}")
@@ -47,7 +48,7 @@ def prompt_for(rng, firsts, seconds, n_lines):
             "I will quiz you about the numbers afterwards.\n" + "\n".join(order) +
             f"\nWhat is the special magic number for {ask} mentioned in the provided text?"
             f" The special magic number for {ask} mentioned in the provided text is")
-    return text, ask, dict(zip(values, keys))
+    return text, ask, values[0], dict(zip(values, keys))
 
 
 def main():
@@ -79,7 +80,7 @@ def main():
             hits, shared, misses = 0, 0, []
             for i in range(args.samples):
                 rng = random.Random(1000 * i + 7)
-                text, ask, key_of = prompt_for(rng, firsts, seconds, args.lines)
+                text, ask, want, key_of = prompt_for(rng, firsts, seconds, args.lines)
                 a, n = ask.split("-")
                 shared += sum(1 for k in key_of.values() if k != ask and (k.split("-")[0] == a or k.split("-")[1] == n))
                 with open(path, "w") as f:
@@ -90,7 +91,6 @@ def main():
                 if out.returncode != 0:
                     sys.exit(f"near_keys_probe: shadowkv generate failed: {out.stderr.strip()[-500:]}")
                 answer = json.loads(out.stdout)["text"]
-                want = next(v for v, k in key_of.items() if k == ask)
                 if want in answer:
                     hits += 1
                     continue
