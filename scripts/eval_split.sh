@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one `shadowkv eval` as several processes, one per task, and merges their results: the CPU backend's long
-# evaluations spread over a many-core machine, each task resumable on its own. Arguments are those of `shadowkv eval`; --tasks (a list, not "all") and
-# --out are required. Each task runs with THREADS OpenMP threads (default: cores / tasks, at least 1) and writes
+# evaluations spread over a many-core machine, each task resumable on its own. Arguments are those of
+# `shadowkv eval`; --tasks (a list, not "all") and --out are required. Each task runs with THREADS OpenMP threads (default: cores / tasks, at least 1) and writes
 # OUT.<task>.jsonl and OUT.<task>.txt (its table and any --report output); at the end every result line goes to
 # OUT (settings once; runs already in OUT are kept, so a rerun resumes each task where it stopped), and the merged
 # table is printed by `shadowkv eval --out OUT` with nothing left to run.
@@ -19,7 +19,7 @@ for ((i = 0; i < ${#args[@]}; ++i)); do
     --tasks=*) tasks=${args[i]#--tasks=} ;;
     --out) out=${args[i + 1]:-} ;;
     --out=*) out=${args[i]#--out=} ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
   esac
 done
 if [ -z "$tasks" ] || [ "$tasks" = all ] || [ -z "$out" ]; then
