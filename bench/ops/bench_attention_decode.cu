@@ -17,21 +17,6 @@
 
 using namespace skv;
 
-namespace {
-
-// Streams two regions of n uint4 each (a K and a V slab), every element once.
-__global__ void read_two_kernel(const uint4* a, const uint4* b, size_t n, float* out) {
-  uint32_t acc = 0;
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < 2 * n;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const uint4 v = __ldcs(i < n ? a + i : b + (i - n));
-    acc ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (acc == 0x12345678u) out[0] = 1.0f;  // keeps the loads alive
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   if (!bench::require_gpu()) return 0;
   const bool sweep = argc > 1 && std::strcmp(argv[1], "--sweep") == 0;
@@ -81,9 +66,9 @@ int main(int argc, char** argv) {
         const size_t slab = cache_bytes / 2 / 16;  // uint4 per K (or V) region of one copy
         const double read_ms = bench::time_ms([&] {
           const int64_t c = rit++ % copies;
-          read_two_kernel<<<static_cast<unsigned>(sms * 4), 512>>>(static_cast<const uint4*>(k.data()) + c * slab,
-                                                                   static_cast<const uint4*>(v.data()) + c * slab, slab,
-                                                                   out.ptr<float>());
+          bench::read_kernel<<<static_cast<unsigned>(sms * 4), 512>>>(static_cast<const uint4*>(k.data()) + c * slab,
+                                                                      slab, static_cast<const uint4*>(v.data()) + c * slab,
+                                                                      slab, out.ptr<float>());
         }, 30, 4, 3);
         const double bytes = static_cast<double>(cache_bytes) + 2.0 * batch * n_q_heads * head_dim * 4;
         const double gbs = bytes / (ms * 1e6);

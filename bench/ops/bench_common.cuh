@@ -89,11 +89,14 @@ inline void fill_random(const TensorView& t, uint64_t seed, float lo = -1.0f, fl
   SKV_CUDA_CHECK(cudaGetLastError());
 }
 
-__global__ void read_kernel(const uint4* __restrict__ p, size_t n, float* out) {
+// Streams n_a uint4 from a, then n_b from b (e.g. a K and a V slab; b may be null with n_b = 0), every element
+// once, as a memory system's read ceiling.
+__global__ void read_kernel(const uint4* __restrict__ a, size_t n_a, const uint4* __restrict__ b, size_t n_b,
+                            float* out) {
   uint32_t acc = 0;
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n_a + n_b;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const uint4 v = __ldcs(p + i);
+    const uint4 v = __ldcs(i < n_a ? a + i : b + (i - n_a));
     acc ^= v.x ^ v.y ^ v.z ^ v.w;
   }
   if (acc == 0x12345678u) out[0] = 1.0f;  // keeps the loads alive
@@ -124,7 +127,7 @@ inline Ceilings measure_ceilings(bool with_gemm = true) {
   c.copy_gbs = 2.0 * static_cast<double>(bytes) / (copy_ms * 1e6);
   const int blocks = props.multiprocessors * 8;
   const double read_ms = time_ms([&] {
-    read_kernel<<<blocks, 512>>>(static_cast<const uint4*>(a.data()), bytes / 16, sink.ptr<float>());
+    read_kernel<<<blocks, 512>>>(static_cast<const uint4*>(a.data()), bytes / 16, nullptr, 0, sink.ptr<float>());
   }, 10, 2);
   c.read_gbs = static_cast<double>(bytes) / (read_ms * 1e6);
   std::printf("ceiling: device-to-device copy %.0f GB/s (read + write), streaming read %.0f GB/s\n", c.copy_gbs, c.read_gbs);
