@@ -69,7 +69,7 @@ RunStats run_plan(const EvalPlan& plan, const EvalEnv& env, ResultsFile& results
   for (int64_t context : plan.contexts)
     for (const std::string& task : plan.tasks)
       for (const auto& depth : depths)
-        for (int64_t i = 0; i < plan.samples; ++i) {
+        for (int64_t i = plan.first_sample; i < plan.samples; ++i) {
           Unit u{task, context, depth, i, {}};
           for (AttentionKind m : plan.methods) {
             if (results.find(record_key(task, context, depth, i, attention_kind_name(m))))
@@ -172,7 +172,7 @@ Summary summarize(const EvalPlan& plan, const ResultsFile& results) {
         for (AttentionKind m : plan.methods) {
           Cell cell{task, context, depth, attention_kind_name(m), 0, 0.0};
           double total = 0.0;
-          for (int64_t i = 0; i < plan.samples; ++i)
+          for (int64_t i = plan.first_sample; i < plan.samples; ++i)
             if (const ResultRecord* r = results.find(record_key(task, context, depth, i, cell.method))) {
               ++cell.samples;
               total += r->score;

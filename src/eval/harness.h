@@ -25,6 +25,9 @@ struct EvalPlan {
   std::vector<std::string> tasks;
   std::vector<int64_t> contexts;             // ascending
   int64_t samples = 1;                       // per (task, context[, depth])
+  // The first sample index run and scored (samples first_sample..samples-1): one prompt again without the ones
+  // before it. Each sample's prompt depends on its index alone, so these are the prompts of a run from 0.
+  int64_t first_sample = 0;
   std::vector<AttentionKind> methods;
   std::vector<double> depths;                // a depth sweep: needle depths in [0, 1]; empty: RULER's random depths
 };

@@ -154,6 +154,13 @@ class EvalCliTest(unittest.TestCase):
         self.assertEqual(set(summary["average"]), {"full", "shadowkv"})
         self.assertEqual(summary["unavailable_tasks"], ["qa_1", "qa_2"])
 
+        # --first-sample: sample 2 alone, already in the file (the third sample run above), counted alone.
+        out, err = self.ok(*self.base_args(samples=3), "--first-sample", "2", "--json")
+        self.assertIn("4 runs (2 task(s) x 1 context(s) x 1 sample(s) x 2 method(s))", err)
+        summary = json.loads(out)
+        self.assertEqual((summary["ran"], summary["resumed"]), (0, 4))
+        self.assertEqual({c["samples"] for c in summary["cells"]}, {1})
+
     def test_report_sums_the_shadowkv_diagnostics_per_task(self):
         out, _ = self.ok(*self.base_args(samples=1), "--report", "--json")
         reports = json.loads(out)["report"]
@@ -238,6 +245,9 @@ class EvalCliTest(unittest.TestCase):
         self.error(["--model", model_dir(), "--tasks", "vt", "--context", "256", "--attention", "full,sparse"],
                    "sparse")
         self.error(["--model", model_dir(), "--tasks", "vt", "--context", "256", "--samples", "0"], "--samples")
+        for first in ("2", "-1"):
+            self.error(["--model", model_dir(), "--tasks", "vt", "--context", "256", "--samples", "2",
+                        "--first-sample", first], "--first-sample", "[0, 1]")
         self.error(["--model", model_dir(), "--tasks", "vt", "--context", "256", "--sparse-budget", "-8"],
                    "sparse")
         self.error(["--model", model_dir(), "--tasks", "niah_single_2", "--context", "256", "--haystack",

@@ -137,6 +137,31 @@ TEST_F(HarnessTest, RunsEveryMethodOnTheSamePromptAndResumes) {
   }
 }
 
+// first_sample: only the later samples run and count, with the prompts a run from 0 gives them.
+TEST_F(HarnessTest, FirstSampleRunsOnlyTheLaterSamples) {
+  EvalPlan p = plan(3);
+  p.first_sample = 2;
+  p.methods = {AttentionKind::kFull};
+  ResultsFile results = ResultsFile::open(path_, settings());
+  const RunStats s = run_plan(p, env_, results);
+  EXPECT_EQ(s.ran, 2);  // 2 tasks x sample 2
+  EXPECT_EQ(s.resumed, 0);
+  for (const char* task : {"niah_single_1", "vt"}) {
+    EXPECT_EQ(results.find(record_key(task, 256, std::nullopt, 0, "full")), nullptr);
+    EXPECT_EQ(results.find(record_key(task, 256, std::nullopt, 1, "full")), nullptr);
+    const ResultRecord* r = results.find(record_key(task, 256, std::nullopt, 2, "full"));
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->prompt_hash, hash_hex(generator_->generate(task, 256, 2).prompt_hash));
+  }
+  const Summary sum = summarize(p, results);
+  ASSERT_EQ(sum.cells.size(), 2u);
+  for (const Cell& c : sum.cells) EXPECT_EQ(c.samples, 1);
+  // From 0 again: samples 0 and 1 run, sample 2 is resumed.
+  const RunStats all = run_plan(plan(3), env_, results);
+  EXPECT_EQ(all.resumed, 2);
+  EXPECT_EQ(all.ran, 2 * 3 * 2 - 2);
+}
+
 TEST_F(HarnessTest, ChangedPromptsAreRefused) {
   {
     ResultsFile results = ResultsFile::open(path_, settings());

@@ -37,6 +37,7 @@ struct EvalFlags {
   std::string tasks;          // empty: every available task (niah_single_2 for a sweep)
   std::string context;        // empty: 4k, or the model's context when smaller
   int64_t samples = 10;
+  int64_t first_sample = 0;   // run and score samples first_sample..samples-1
   std::string methods = "full,shadowkv";
   AttentionFlags attention;   // the ShadowKV knobs (--attention itself is the list above)
   std::string haystack = std::string(ev::kDefaultHaystack);
@@ -160,7 +161,7 @@ void print_sweep(const ev::EvalPlan& plan, const ev::Summary& sum) {
   for (const std::string& task : plan.tasks)
     for (AttentionKind m : plan.methods) {
       std::printf("%s, %s: accuracy by needle depth (rows) and context (columns), %lld sample(s) a cell\n",
-                  task.c_str(), attention_kind_name(m), static_cast<long long>(plan.samples));
+                  task.c_str(), attention_kind_name(m), static_cast<long long>(plan.samples - plan.first_sample));
       std::printf("%6s", "depth");
       for (int64_t c : plan.contexts) std::printf(" %7s", ev::format_context_length(c).c_str());
       std::printf("\n");
@@ -204,6 +205,11 @@ void run_eval(const EvalFlags& f) {
   if (f.samples < 1 || f.samples > 1000000)
     throw Error(ErrorCode::kInvalidArgument, "--samples must be in [1, 1000000], got " + std::to_string(f.samples));
   plan.samples = f.samples;
+  if (f.first_sample < 0 || f.first_sample >= f.samples)
+    throw Error(ErrorCode::kInvalidArgument, "--first-sample must be in [0, --samples - 1] = [0, " +
+                                                 std::to_string(f.samples - 1) + "], got " +
+                                                 std::to_string(f.first_sample));
+  plan.first_sample = f.first_sample;
   plan.methods = parse_methods(f.methods);
   const bool with_shadow =
       std::find(plan.methods.begin(), plan.methods.end(), AttentionKind::kShadowKv) != plan.methods.end();
@@ -301,12 +307,12 @@ void run_eval(const EvalFlags& f) {
 
   const int64_t n_runs = static_cast<int64_t>(plan.tasks.size() * plan.contexts.size() *
                                               std::max<size_t>(1, plan.depths.size()) * plan.methods.size()) *
-                         plan.samples;
+                         (plan.samples - plan.first_sample);
   std::fprintf(stderr, "eval: %lld runs (%zu task(s) x %zu context(s)%s x %lld sample(s) x %zu method(s)); %s; "
                "results in %s\n",
                static_cast<long long>(n_runs), plan.tasks.size(), plan.contexts.size(),
                sweep ? (" x " + std::to_string(plan.depths.size()) + " depths").c_str() : "",
-               static_cast<long long>(plan.samples), plan.methods.size(),
+               static_cast<long long>(plan.samples - plan.first_sample), plan.methods.size(),
                (f.chat_template == "auto" && !format.note.empty()
                     ? format.note
                     : std::string("chat template ") + ev::chat_template_name(format.kind))
@@ -395,6 +401,9 @@ void add_eval_command(CLI::App& app) {
                   "Comma-separated context lengths in tokens: 4096, 4k, 128k (default: 4k, or the model's context "
                   "when smaller)");
   cmd->add_option("--samples", f->samples, "Samples per task and context (per depth in a sweep) (default 10)");
+  cmd->add_option("--first-sample", f->first_sample,
+                  "Run and score only samples N..--samples-1 (their prompts are those of a run from 0): to look "
+                  "at one prompt again, e.g. --first-sample 5 --samples 6 for sample 5 alone (default 0)");
   cmd->add_option("--attention", f->methods, "Comma-separated attention methods to compare (default full,shadowkv)");
   add_attention_flags(*cmd, f->attention, /*with_policy=*/false);
   cmd->add_option("--haystack", f->haystack,
