@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs one `shadowkv eval` as several processes, one per task, and merges their results: the CPU backend's long
 # evaluations spread over a many-core machine, each task resumable on its own. Arguments are those of
-# `shadowkv eval`; --tasks (a list, not "all") and --out are required. Each task runs with THREADS OpenMP threads (default: cores / tasks, at least 1) and writes
-# OUT.<task>.jsonl and OUT.<task>.txt (its table and any --report output); at the end every result line goes to
-# OUT (settings once; runs already in OUT are kept, so a rerun resumes each task where it stopped), and the merged
-# table is printed by `shadowkv eval --out OUT` with nothing left to run.
+# `shadowkv eval`; --tasks (a list, not "all") and --out are required. Each task runs with THREADS OpenMP
+# threads (default: cores / tasks, at least 1) and writes OUT.<task>.jsonl and OUT.<task>.txt (its table and
+# any --report output); at the end every result line goes to OUT (settings once; runs already in OUT are kept,
+# so a rerun resumes each task where it stopped), and the merged table is printed by `shadowkv eval --out OUT`
+# with nothing left to run.
 #   scripts/eval_split.sh --model models/testbed --tasks niah_single_1,vt --context 32k --samples 8 \
 #     --attention shadowkv --sparse-budget 512 --rank 64 --report --out results.jsonl
 # SHADOWKV: the binary (default build/shadowkv). OPENBLAS_NUM_THREADS defaults to 1 (a pthread OpenBLAS would
@@ -12,14 +13,16 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${SHADOWKV:-$ROOT/build/shadowkv}
-args=("$@") tasks="" out=""
+# --tasks and --out are read here; every other argument goes to each task's eval (base).
+args=("$@") tasks="" out="" base=()
 for ((i = 0; i < ${#args[@]}; ++i)); do
   case "${args[i]}" in
-    --tasks) tasks=${args[i + 1]:-} ;;
+    --tasks) tasks=${args[i + 1]:-}; ((++i)) ;;
     --tasks=*) tasks=${args[i]#--tasks=} ;;
-    --out) out=${args[i + 1]:-} ;;
+    --out) out=${args[i + 1]:-}; ((++i)) ;;
     --out=*) out=${args[i]#--out=} ;;
     -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+    *) base+=("${args[i]}") ;;
   esac
 done
 if [ -z "$tasks" ] || [ "$tasks" = all ] || [ -z "$out" ]; then
@@ -31,15 +34,6 @@ IFS=, read -r -a task_list <<< "$tasks"
 n=${#task_list[@]}
 threads=${THREADS:-$(( $(nproc) / n ))}
 (( threads < 1 )) && threads=1
-# The per-task arguments: every argument but --tasks/--out (and their values).
-base=()
-for ((i = 0; i < ${#args[@]}; ++i)); do
-  case "${args[i]}" in
-    --tasks | --out) ((++i)) ;;
-    --tasks=* | --out=*) ;;
-    *) base+=("${args[i]}") ;;
-  esac
-done
 echo "eval_split.sh: $n task(s), $threads thread(s) each, $(nproc) cores; parts beside $out" >&2
 pids=()
 for t in "${task_list[@]}"; do

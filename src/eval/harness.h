@@ -30,6 +30,9 @@ struct EvalPlan {
   int64_t first_sample = 0;
   std::vector<AttentionKind> methods;
   std::vector<double> depths;                // a depth sweep: needle depths in [0, 1]; empty: RULER's random depths
+
+  // Samples run and scored per (task, context[, depth]).
+  int64_t sample_count() const { return samples - first_sample; }
 };
 
 struct EvalEnv {

@@ -161,7 +161,7 @@ void print_sweep(const ev::EvalPlan& plan, const ev::Summary& sum) {
   for (const std::string& task : plan.tasks)
     for (AttentionKind m : plan.methods) {
       std::printf("%s, %s: accuracy by needle depth (rows) and context (columns), %lld sample(s) a cell\n",
-                  task.c_str(), attention_kind_name(m), static_cast<long long>(plan.samples - plan.first_sample));
+                  task.c_str(), attention_kind_name(m), static_cast<long long>(plan.sample_count()));
       std::printf("%6s", "depth");
       for (int64_t c : plan.contexts) std::printf(" %7s", ev::format_context_length(c).c_str());
       std::printf("\n");
@@ -307,12 +307,12 @@ void run_eval(const EvalFlags& f) {
 
   const int64_t n_runs = static_cast<int64_t>(plan.tasks.size() * plan.contexts.size() *
                                               std::max<size_t>(1, plan.depths.size()) * plan.methods.size()) *
-                         (plan.samples - plan.first_sample);
+                         plan.sample_count();
   std::fprintf(stderr, "eval: %lld runs (%zu task(s) x %zu context(s)%s x %lld sample(s) x %zu method(s)); %s; "
                "results in %s\n",
                static_cast<long long>(n_runs), plan.tasks.size(), plan.contexts.size(),
                sweep ? (" x " + std::to_string(plan.depths.size()) + " depths").c_str() : "",
-               static_cast<long long>(plan.samples - plan.first_sample), plan.methods.size(),
+               static_cast<long long>(plan.sample_count()), plan.methods.size(),
                (f.chat_template == "auto" && !format.note.empty()
                     ? format.note
                     : std::string("chat template ") + ev::chat_template_name(format.kind))
